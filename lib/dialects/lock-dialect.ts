@@ -1,0 +1,105 @@
+import type { LockRecord } from '../lock.entity';
+
+/** What an acquisition writes. */
+export interface AcquireRequest {
+  name: string;
+  owner: string;
+  /** Lease in seconds, or null for a lock that never expires. */
+  expires: number | null;
+  lockedBy: string | null;
+  lockProcess: number | null;
+}
+
+/** What a failed acquisition learns of the holder, so waiters can wake when the lease runs out. */
+export interface HolderInfo {
+  lockedBy: string | null;
+  lockedUntil: Date | null;
+  /** Seconds left by the database's clock; null when the lock never expires. */
+  secondsLeft: number | null;
+}
+
+export type AcquireResult =
+  | { acquired: true; lock: LockRecord }
+  /** `holder` is null when the holder committed after this statement's snapshot, so its row was not visible. */
+  | { acquired: false; holder: HolderInfo | null };
+
+/**
+ * How a renewal moves `locked_until`:
+ * - `extend`: to now + expires, unless the lock already lasts longer (django-lockmgr's `renew_lock`);
+ * - `add`: by expires seconds (`addTime: true`);
+ * - `set`: to exactly now + expires, shorter or not (releasing with `minHold`).
+ * A never-expiring lock stays so under `extend` and `add`; `expires: null` makes it never expire.
+ */
+export type RenewMode = 'extend' | 'add' | 'set';
+
+export interface RenewRequest {
+  name: string;
+  /** Only the holder with this owner token may renew; null renews whoever holds the name. */
+  owner: string | null;
+  expires: number | null;
+  mode: RenewMode;
+}
+
+export interface ReleaseRequest {
+  name: string;
+  /** Only the holder with this owner token is released; null force-releases whoever holds the name. */
+  owner: string | null;
+}
+
+export interface SetLocksRequest {
+  /** One entry per distinct name, each with the owner token it gets if it is created. */
+  locks: AcquireRequest[];
+  fail: boolean;
+  renew: boolean;
+  create: boolean;
+}
+
+export type SetLockAction = 'create' | 'extend' | 'skip';
+
+export interface SetLockStep {
+  name: string;
+  /** The live lock found before the call, if any. */
+  existing: LockRecord | null;
+  action: SetLockAction;
+  /** The lock after the call; null when the name stays unlocked. */
+  lock: LockRecord | null;
+}
+
+/** `fail: true` met `conflict`: the transaction rolled back and nothing was written. */
+export type SetLocksResult = { steps: SetLockStep[] } | { conflict: LockRecord };
+
+/** What to do with one name of `setLock`, given the live lock found on it (shared by every dialect). */
+export function planSetLock(existing: LockRecord | null, request: SetLocksRequest): SetLockAction | 'fail' {
+  if (existing) {
+    if (request.fail) return 'fail';
+    return request.renew ? 'extend' : 'skip';
+  }
+  return request.create ? 'create' : 'skip';
+}
+
+/**
+ * The small surface every database implements. Each method is one short transaction of its own, on a
+ * connection no caller transaction can be using, and reads time from the database's clock only.
+ * Records returned describe live locks only: an expired row is treated as absent everywhere.
+ */
+export interface LockDialect {
+  /** The longest lock name the table's `name` column holds. */
+  readonly maxNameLength: number;
+  /** Creates or completes the lock table; safe when many instances start at once. */
+  ensureTable(): Promise<void>;
+  /** Reads the table's shape (such as `maxNameLength`); called once at start-up, after `ensureTable` if enabled. */
+  inspectTable(): Promise<void>;
+  acquire(request: AcquireRequest): Promise<AcquireResult>;
+  /** Whether a live lock was released. */
+  release(request: ReleaseRequest): Promise<boolean>;
+  /** The renewed lock, or null when it is not held (by that owner). */
+  renew(request: RenewRequest): Promise<LockRecord | null>;
+  find(name: string): Promise<LockRecord | null>;
+  list(): Promise<LockRecord[]>;
+  /** Deletes up to `limit` expired rows and says how many it deleted. */
+  deleteExpired(limit: number): Promise<number>;
+  setLocks(request: SetLocksRequest): Promise<SetLocksResult>;
+  /** Resolves when `name` may have been released (by any process), or after `timeoutMs`. */
+  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,312 @@
+import type { Pool, PoolClient, PoolConfig, QueryResultRow } from 'pg';
+import type { DataSource } from 'typeorm';
+import type { LockRecord } from '../lock.entity';
+import { checkIdentifier } from '../validation';
+import {
+  AcquireRequest,
+  AcquireResult,
+  LockDialect,
+  planSetLock,
+  ReleaseRequest,
+  RenewRequest,
+  SetLocksRequest,
+  SetLocksResult,
+  SetLockStep,
+} from './lock-dialect';
+import { ReleaseWaiters } from './release-waiters';
+
+export interface PostgresDialectOptions {
+  tableName: string;
+  poolSize: number;
+}
+
+type Executor = Pick<Pool, 'query'> | PoolClient;
+
+interface PostgresNames {
+  table: string;
+  sequence: string;
+}
+
+/** Quoted, schema-qualified names of the lock table and its fencing-token sequence. */
+function postgresNames(tableName: string, schema: string | undefined): PostgresNames {
+  const prefix = schema ? `"${checkIdentifier(schema, 'the data source schema', 63)}".` : '';
+  return { table: `${prefix}"${tableName}"`, sequence: `${prefix}"${tableName}_fencing_token_seq"` };
+}
+
+/**
+ * The DDL of the lock table, shared by `ensureTable` and the migration. Every statement is
+ * idempotent, and the `ADD COLUMN`s complete a table that django-lockmgr created: rows a Django
+ * service inserts without our columns get an owner token and a fencing token from the defaults.
+ */
+export function postgresSchemaStatements(tableName: string, schema?: string): string[] {
+  const { table, sequence } = postgresNames(tableName, schema);
+  return [
+    `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      name varchar(255) PRIMARY KEY,
+      locked_by varchar(255) NULL,
+      lock_process integer NULL,
+      locked_until timestamp with time zone NULL,
+      created_at timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
+      updated_at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
+    )`,
+    `ALTER TABLE ${table}
+      ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
+      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}')`,
+    `ALTER SEQUENCE ${sequence} OWNED BY ${table}.fencing_token`,
+  ];
+}
+
+export function postgresDropStatements(tableName: string, schema?: string): string[] {
+  const { table, sequence } = postgresNames(tableName, schema);
+  return [`DROP TABLE IF EXISTS ${table}`, `DROP SEQUENCE IF EXISTS ${sequence}`];
+}
+
+/** A 32-bit key derived from the table name, so advisory locks of different lock tables never meet. */
+function advisoryClassId(table: string): number {
+  let hash = 0x811c9dc5;
+  for (const char of table) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
+  return hash | 0;
+}
+
+const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
+const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
+  EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
+
+function toRecord(row: QueryResultRow): LockRecord {
+  return {
+    name: row.name,
+    owner: row.owner,
+    fencingToken: Number(row.fencing_token),
+    lockedBy: row.locked_by,
+    lockProcess: row.lock_process,
+    lockedUntil: row.locked_until,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    secondsLeft: row.seconds_left,
+  };
+}
+
+/** The statements of every operation, built once per table. */
+function postgresStatements({ table, sequence }: PostgresNames) {
+  return {
+    // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
+    // no other acquisition of the name can draw a token and be granted in between, so tokens of a
+    // name grow in the order its acquisitions are granted, even when a row is inserted afresh.
+    acquire: `WITH acquired AS (
+        INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
+        SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
+          clock.at, clock.at, nextval('${sequence}')
+        FROM (SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at OFFSET 0) AS clock
+        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_by = excluded.locked_by,
+          lock_process = excluded.lock_process, locked_until = excluded.locked_until,
+          created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token
+        WHERE held.locked_until <= excluded.created_at
+        RETURNING fencing_token, created_at, locked_until
+      )
+      SELECT true AS acquired, fencing_token, created_at, locked_until, NULL AS locked_by, NULL::float8 AS seconds_left
+      FROM acquired
+      UNION ALL
+      SELECT false, NULL, NULL, locked_until, locked_by, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8
+      FROM ${table} WHERE name = $1 AND NOT EXISTS (SELECT FROM acquired)`,
+    release: `WITH released AS (
+        DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until
+      )
+      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released FROM released`,
+    renew: `UPDATE ${table} AS held SET
+        locked_until = CASE
+          WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
+          WHEN held.locked_until IS NULL OR $4 IS NULL THEN NULL
+          WHEN $3 = 'add' THEN held.locked_until + $4 * interval '1 second'
+          ELSE greatest(held.locked_until, clock_timestamp() + $4 * interval '1 second')
+        END,
+        updated_at = clock_timestamp()
+      WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) AND ${LIVE}
+      RETURNING ${RECORD_COLUMNS}`,
+    find: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = $1::varchar AND ${LIVE}`,
+    findForUpdate: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = $1::varchar AND ${LIVE} FOR UPDATE`,
+    list: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`,
+    deleteExpired: `DELETE FROM ${table} WHERE name IN (
+        SELECT name FROM ${table} WHERE locked_until <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED
+      ) AND locked_until <= clock_timestamp()`,
+    lockName: `SELECT pg_advisory_xact_lock($1::int, hashtext($2::varchar))`,
+    lockTable: `SELECT pg_advisory_xact_lock($1::int, 0)`,
+    columns: `SELECT column_name, character_maximum_length FROM information_schema.columns
+      WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text`,
+  };
+}
+
+/**
+ * PostgreSQL: every operation is one prepared statement on a pool of its own, so it is one round trip,
+ * never waits behind the app's transactions, and never joins one.
+ */
+export class PostgresDialect implements LockDialect {
+  maxNameLength = 255;
+  private readonly pool: Pool;
+  private readonly names: PostgresNames;
+  private readonly schema?: string;
+  private readonly advisoryClass: number;
+  private readonly sql: ReturnType<typeof postgresStatements>;
+
+  constructor(
+    dataSource: DataSource,
+    private readonly options: PostgresDialectOptions,
+    private readonly waiters: ReleaseWaiters,
+  ) {
+    const driver = dataSource.driver as unknown as { master: Pool & { options: PoolConfig }; postgres: typeof import('pg') };
+    this.schema = (dataSource.options as { schema?: string }).schema;
+    this.names = postgresNames(options.tableName, this.schema);
+    this.advisoryClass = advisoryClassId(this.names.table);
+    this.sql = postgresStatements(this.names);
+    // A pool of our own, with the app's connection settings: a lock operation must not queue behind, or
+    // deadlock with, app transactions that hold every connection of the app's pool while they wait for a lock.
+    this.pool = new driver.postgres.Pool({
+      ...driver.master.options,
+      max: options.poolSize,
+      connectionTimeoutMillis: driver.master.options.connectionTimeoutMillis || 10_000,
+      keepAlive: true,
+    });
+    // An idle connection the server dropped must not crash the app; the next query reconnects.
+    this.pool.on('error', () => undefined);
+  }
+
+  /** Runs a prepared statement: PostgreSQL parses and plans it once per connection. */
+  private async run(executor: Executor, name: keyof ReturnType<typeof postgresStatements>, values: unknown[]) {
+    return executor.query({ name: `lockmgr:${this.options.tableName}:${name}`, text: this.sql[name], values });
+  }
+
+  async ensureTable(): Promise<void> {
+    await this.transaction(async (client) => {
+      // Serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
+      await this.run(client, 'lockTable', [this.advisoryClass]);
+      for (const statement of postgresSchemaStatements(this.options.tableName, this.schema)) await client.query(statement);
+      return { commit: true, result: undefined };
+    });
+  }
+
+  async inspectTable(): Promise<void> {
+    const { rows } = await this.run(this.pool, 'columns', [this.schema ?? null, this.options.tableName]);
+    if (rows.length === 0) {
+      throw new Error(
+        `The lock table ${this.names.table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
+      );
+    }
+    const missing = ['owner', 'fencing_token'].filter((column) => !rows.some((row) => row.column_name === column));
+    if (missing.length > 0) {
+      throw new Error(
+        `The lock table ${this.names.table} lacks the columns ${missing.join(', ')}. Turn on the ensureTable option, or run the lock table migration, to add them.`,
+      );
+    }
+    this.maxNameLength = rows.find((row) => row.column_name === 'name').character_maximum_length ?? Number.MAX_SAFE_INTEGER;
+  }
+
+  async acquire(request: AcquireRequest, executor: Executor = this.pool): Promise<AcquireResult> {
+    const { rows } = await this.run(executor, 'acquire', [
+      request.name,
+      request.owner,
+      request.lockedBy,
+      request.lockProcess,
+      request.expires,
+      this.advisoryClass,
+    ]);
+    const row = rows[0];
+    if (row?.acquired) {
+      return {
+        acquired: true,
+        lock: {
+          name: request.name,
+          owner: request.owner,
+          fencingToken: Number(row.fencing_token),
+          lockedBy: request.lockedBy,
+          lockProcess: request.lockProcess,
+          lockedUntil: row.locked_until,
+          createdAt: row.created_at,
+          updatedAt: row.created_at,
+          secondsLeft: request.expires,
+        },
+      };
+    }
+    return {
+      acquired: false,
+      holder: row ? { lockedBy: row.locked_by, lockedUntil: row.locked_until, secondsLeft: row.seconds_left } : null,
+    };
+  }
+
+  async release(request: ReleaseRequest): Promise<boolean> {
+    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner]);
+    const released = rows[0].released > 0;
+    if (released) this.waiters.wake(request.name);
+    return released;
+  }
+
+  async renew(request: RenewRequest, executor: Executor = this.pool): Promise<LockRecord | null> {
+    const { rows } = await this.run(executor, 'renew', [request.name, request.owner, request.mode, request.expires]);
+    return rows.length ? toRecord(rows[0]) : null;
+  }
+
+  async find(name: string): Promise<LockRecord | null> {
+    const { rows } = await this.run(this.pool, 'find', [name]);
+    return rows.length ? toRecord(rows[0]) : null;
+  }
+
+  async list(): Promise<LockRecord[]> {
+    const { rows } = await this.run(this.pool, 'list', []);
+    return rows.map(toRecord);
+  }
+
+  async deleteExpired(limit: number): Promise<number> {
+    const { rowCount } = await this.run(this.pool, 'deleteExpired', [limit]);
+    return rowCount ?? 0;
+  }
+
+  async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+    return this.transaction<SetLocksResult>(async (client) => {
+      const steps = new Map<string, SetLockStep>();
+      // One fixed order for the per-name advisory locks, so two concurrent setLock calls cannot deadlock.
+      const ordered = [...request.locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const lock of ordered) {
+        await this.run(client, 'lockName', [this.advisoryClass, lock.name]);
+        const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
+        const existing = rows.length ? toRecord(rows[0]) : null;
+        const action = planSetLock(existing, request);
+        if (action === 'fail') return { commit: false, result: { conflict: existing! } };
+        let result: LockRecord | null = existing;
+        if (action === 'create') {
+          const acquired = await this.acquire(lock, client);
+          if (!acquired.acquired) throw new Error(`Lock "${lock.name}" could not be created inside its own row lock.`);
+          result = acquired.lock;
+        } else if (action === 'extend') {
+          result = await this.renew({ name: lock.name, owner: null, expires: lock.expires, mode: 'extend' }, client);
+        }
+        steps.set(lock.name, { name: lock.name, existing, action, lock: result });
+      }
+      return { commit: true, result: { steps: request.locks.map((lock) => steps.get(lock.name)!) } };
+    });
+  }
+
+  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.waiters.wait(name, timeoutMs, signal);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  /** Runs `work` in a transaction on one connection, and commits only if it asks to. */
+  private async transaction<T>(work: (client: PoolClient) => Promise<{ commit: boolean; result: T }>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const { commit, result } = await work(client);
+      await client.query(commit ? 'COMMIT' : 'ROLLBACK');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
+      throw error;
+    } finally {
+      // A connection that could not even roll back is closed instead of going back to the pool.
+      client.release(broken);
+    }
+  }
+}

@@ -1,0 +1,290 @@
+import type { Database, Statement } from 'better-sqlite3';
+import type { DataSource } from 'typeorm';
+import type { LockRecord } from '../lock.entity';
+import {
+  AcquireRequest,
+  AcquireResult,
+  LockDialect,
+  planSetLock,
+  ReleaseRequest,
+  RenewRequest,
+  SetLocksRequest,
+  SetLocksResult,
+  SetLockStep,
+} from './lock-dialect';
+import { ReleaseWaiters } from './release-waiters';
+
+export interface SqliteDialectOptions {
+  tableName: string;
+  /** How long a statement waits for another process's write to finish, in milliseconds. */
+  busyTimeoutMs?: number;
+}
+
+interface SqliteNames {
+  table: string;
+  counter: string;
+}
+
+function sqliteNames(tableName: string): SqliteNames {
+  return { table: `"${tableName}"`, counter: `"${tableName}_fencing_token"` };
+}
+
+/** The DDL of the lock table, shared by `ensureTable` and the migration; every statement is idempotent. */
+export function sqliteSchemaStatements(tableName: string): string[] {
+  const { table, counter } = sqliteNames(tableName);
+  return [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      name varchar(255) PRIMARY KEY NOT NULL,
+      locked_by varchar(255) NULL,
+      lock_process integer NULL,
+      locked_until datetime NULL,
+      created_at datetime NOT NULL,
+      updated_at datetime NOT NULL,
+      owner varchar(36) NOT NULL,
+      fencing_token bigint NOT NULL
+    )`,
+    // A counter, not a per-row value, so tokens keep growing after rows are deleted.
+    `CREATE TABLE IF NOT EXISTS ${counter} (last_token bigint NOT NULL)`,
+    `INSERT INTO ${counter} (last_token) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM ${counter})`,
+  ];
+}
+
+export function sqliteDropStatements(tableName: string): string[] {
+  const { table, counter } = sqliteNames(tableName);
+  return [`DROP TABLE IF EXISTS ${table}`, `DROP TABLE IF EXISTS ${counter}`];
+}
+
+// Times are stored as TypeORM stores SQLite datetimes: UTC text that sorts like the time it names.
+const NOW = `strftime('%Y-%m-%d %H:%M:%f', 'now')`;
+const nowPlus = (seconds: string) => `strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', ${seconds}))`;
+const LIVE = `(locked_until IS NULL OR locked_until > ${NOW})`;
+const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
+  (julianday(locked_until) - julianday('now')) * 86400.0 AS seconds_left`;
+
+interface SqliteRow {
+  name: string;
+  owner: string;
+  fencing_token: number;
+  locked_by: string | null;
+  lock_process: number | null;
+  locked_until: string | null;
+  created_at: string;
+  updated_at: string;
+  seconds_left: number | null;
+}
+
+const toDate = (text: string) => new Date(`${text.replace(' ', 'T')}Z`);
+
+function toRecord(row: SqliteRow): LockRecord {
+  return {
+    name: row.name,
+    owner: row.owner,
+    fencingToken: Number(row.fencing_token),
+    lockedBy: row.locked_by,
+    lockProcess: row.lock_process,
+    lockedUntil: row.locked_until === null ? null : toDate(row.locked_until),
+    createdAt: toDate(row.created_at),
+    updatedAt: toDate(row.updated_at),
+    secondsLeft: row.seconds_left,
+  };
+}
+
+/**
+ * SQLite through better-sqlite3, for one host: a connection of its own to the app's database file
+ * (so no caller transaction on TypeORM's connection can wrap a lock write), and write transactions
+ * that SQLite serialises across every process using the file.
+ */
+export class SqliteDialect implements LockDialect {
+  maxNameLength = 255;
+  private readonly database: Database;
+  private readonly statements: Record<string, Statement>;
+
+  constructor(
+    dataSource: DataSource,
+    private readonly options: SqliteDialectOptions,
+    private readonly waiters: ReleaseWaiters,
+  ) {
+    const file = (dataSource.options as { database?: string }).database;
+    if (!file || file === ':memory:' || file.startsWith('file::memory:')) {
+      throw new Error(
+        'nestjs-lockmgr needs an SQLite database file: an in-memory database is private to one connection, so its locks could exclude nobody. Point the data source at a file.',
+      );
+    }
+    const driver = dataSource.driver as unknown as { sqlite: new (file: string, options: object) => Database };
+    this.database = new driver.sqlite(file, { timeout: options.busyTimeoutMs ?? 5000 });
+    // WAL lets readers run beside the one writer, so processes sharing the file wait less on each other.
+    this.database.pragma('journal_mode = WAL');
+    this.statements = {};
+  }
+
+  /** Prepares a statement once and keeps it (the table must exist, so this runs lazily). */
+  private statement(key: string, sql: () => string): Statement {
+    return (this.statements[key] ??= this.database.prepare(sql()));
+  }
+
+  private get names(): SqliteNames {
+    return sqliteNames(this.options.tableName);
+  }
+
+  /** BEGIN IMMEDIATE takes the write lock up front, so the read and the write that follows it see one state. */
+  private transaction<T>(work: () => { commit: boolean; result: T }): T {
+    this.database.exec('BEGIN IMMEDIATE');
+    try {
+      const { commit, result } = work();
+      this.database.exec(commit ? 'COMMIT' : 'ROLLBACK');
+      return result;
+    } catch (error) {
+      if (this.database.inTransaction) this.database.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  async ensureTable(): Promise<void> {
+    this.transaction(() => {
+      for (const statement of sqliteSchemaStatements(this.options.tableName)) this.database.exec(statement);
+      return { commit: true, result: undefined };
+    });
+  }
+
+  async inspectTable(): Promise<void> {
+    const { table } = this.names;
+    const columns = this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[];
+    if (columns.length === 0) {
+      throw new Error(
+        `The lock table ${table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
+      );
+    }
+    const missing = ['owner', 'fencing_token'].filter((column) => !columns.some((c) => c.name === column));
+    if (missing.length > 0) {
+      throw new Error(
+        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MySQL to share locks with Django.`,
+      );
+    }
+    const declared = /\((\d+)\)/.exec(columns.find((column) => column.name === 'name')!.type);
+    this.maxNameLength = declared ? Number(declared[1]) : Number.MAX_SAFE_INTEGER;
+  }
+
+  private findLive(name: string): SqliteRow | undefined {
+    const { table } = this.names;
+    return this.statement('find', () => `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = ? AND ${LIVE}`).get(name) as
+      | SqliteRow
+      | undefined;
+  }
+
+  /** Writes a new lock over a free or expired name; the caller holds the write lock and checked the name is free. */
+  private insert(request: AcquireRequest): LockRecord {
+    const { table, counter } = this.names;
+    // Drawn inside the write transaction, after the name was found free: no other grant can come between.
+    const { last_token } = this.statement('draw', () => `UPDATE ${counter} SET last_token = last_token + 1 RETURNING last_token`).get() as {
+      last_token: number;
+    };
+    const row = this.statement(
+      'insert',
+      () => `INSERT INTO ${table} (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
+        VALUES (@name, @owner, @lockedBy, @lockProcess, CASE WHEN @expires IS NULL THEN NULL ELSE ${nowPlus('@expires')} END,
+          ${NOW}, ${NOW}, @token)
+        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_by = excluded.locked_by,
+          lock_process = excluded.lock_process, locked_until = excluded.locked_until, created_at = excluded.created_at,
+          updated_at = excluded.updated_at, fencing_token = excluded.fencing_token
+        RETURNING ${RECORD_COLUMNS}`,
+    ).get({ ...request, token: last_token }) as SqliteRow;
+    return toRecord(row);
+  }
+
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    return this.transaction<AcquireResult>(() => {
+      const holder = this.findLive(request.name);
+      if (holder) {
+        return {
+          commit: false,
+          result: {
+            acquired: false,
+            holder: {
+              lockedBy: holder.locked_by,
+              lockedUntil: holder.locked_until === null ? null : toDate(holder.locked_until),
+              secondsLeft: holder.seconds_left,
+            },
+          },
+        };
+      }
+      return { commit: true, result: { acquired: true, lock: this.insert(request) } };
+    });
+  }
+
+  async release(request: ReleaseRequest): Promise<boolean> {
+    const { table } = this.names;
+    const rows = this.statement(
+      'release',
+      () => `DELETE FROM ${table} WHERE name = @name AND (@owner IS NULL OR owner = @owner) RETURNING ${LIVE} AS live`,
+    ).all(request) as { live: number }[];
+    const released = rows.some((row) => row.live === 1);
+    if (released) this.waiters.wake(request.name);
+    return released;
+  }
+
+  private renewNow(request: RenewRequest): LockRecord | null {
+    const { table } = this.names;
+    const row = this.statement(
+      'renew',
+      () => `UPDATE ${table} SET
+          locked_until = CASE
+            WHEN @mode = 'set' THEN CASE WHEN @expires IS NULL THEN NULL ELSE ${nowPlus('@expires')} END
+            WHEN locked_until IS NULL OR @expires IS NULL THEN NULL
+            WHEN @mode = 'add' THEN strftime('%Y-%m-%d %H:%M:%f', locked_until, printf('%+.3f seconds', @expires))
+            ELSE max(locked_until, ${nowPlus('@expires')})
+          END,
+          updated_at = ${NOW}
+        WHERE name = @name AND (@owner IS NULL OR owner = @owner) AND ${LIVE}
+        RETURNING ${RECORD_COLUMNS}`,
+    ).get(request) as SqliteRow | undefined;
+    return row ? toRecord(row) : null;
+  }
+
+  async renew(request: RenewRequest): Promise<LockRecord | null> {
+    return this.renewNow(request);
+  }
+
+  async find(name: string): Promise<LockRecord | null> {
+    const row = this.findLive(name);
+    return row ? toRecord(row) : null;
+  }
+
+  async list(): Promise<LockRecord[]> {
+    const { table } = this.names;
+    const rows = this.statement('list', () => `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`).all() as SqliteRow[];
+    return rows.map(toRecord);
+  }
+
+  async deleteExpired(limit: number): Promise<number> {
+    const { table } = this.names;
+    return this.statement(
+      'deleteExpired',
+      () => `DELETE FROM ${table} WHERE name IN (SELECT name FROM ${table} WHERE locked_until <= ${NOW} LIMIT ?)`,
+    ).run(limit).changes;
+  }
+
+  async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+    return this.transaction<SetLocksResult>(() => {
+      const steps: SetLockStep[] = [];
+      for (const lock of request.locks) {
+        const row = this.findLive(lock.name);
+        const existing = row ? toRecord(row) : null;
+        const action = planSetLock(existing, request);
+        if (action === 'fail') return { commit: false, result: { conflict: existing! } };
+        let result = existing;
+        if (action === 'create') result = this.insert(lock);
+        if (action === 'extend') result = this.renewNow({ name: lock.name, owner: null, expires: lock.expires, mode: 'extend' });
+        steps.push({ name: lock.name, existing, action, lock: result });
+      }
+      return { commit: true, result: { steps } };
+    });
+  }
+
+  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.waiters.wait(name, timeoutMs, signal);
+  }
+
+  async close(): Promise<void> {
+    this.database.close();
+  }
+}

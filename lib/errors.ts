@@ -1,0 +1,73 @@
+import type { LockEntity } from './lock.entity';
+
+/** Base class of every error nestjs-lockmgr throws on purpose. */
+export class LockMgrError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Holder details a failed acquisition learned, when the database told us. */
+export interface LockHolder {
+  lockedBy: string | null;
+  lockedUntil: Date | null;
+}
+
+/** The lock is held by someone else (django-lockmgr's `Locked`). */
+export class LockedError extends LockMgrError {
+  readonly lockedBy?: string | null;
+  readonly lockedUntil?: Date | null;
+
+  constructor(
+    readonly lockName: string,
+    holder?: LockHolder | null,
+    message?: string,
+  ) {
+    super(message ?? LockedError.describe(lockName, holder));
+    if (holder) {
+      this.lockedBy = holder.lockedBy;
+      this.lockedUntil = holder.lockedUntil;
+    }
+  }
+
+  private static describe(lockName: string, holder?: LockHolder | null): string {
+    if (!holder) return `Lock "${lockName}" is held by another owner.`;
+    const by = holder.lockedBy ? ` by ${holder.lockedBy}` : '';
+    const until = holder.lockedUntil
+      ? `until ${holder.lockedUntil.toISOString()}`
+      : 'with no expiry (it must be unlocked explicitly)';
+    return `Lock "${lockName}" is held${by} ${until}.`;
+  }
+}
+
+/** The lock does not exist, has expired, or belongs to another owner (django-lockmgr's `LockNotFound`). */
+export class LockNotFoundError extends LockMgrError {
+  constructor(readonly lockName: string) {
+    super(
+      `Lock "${lockName}" is not held by this handle: it was released, it expired, or another owner took it over.`,
+    );
+  }
+}
+
+/** `setLock(…, { fail: true })` met a lock that already existed; nothing it created remains (django-lockmgr's `LockFail`). */
+export class LockFailError extends LockedError {
+  constructor(readonly lock: LockEntity) {
+    super(
+      lock.name,
+      lock,
+      `setLock aborted: lock "${lock.name}" already exists, so no lock of this call was kept.`,
+    );
+  }
+}
+
+/** A lock this process held was lost: its lease ran out before it could be renewed, or someone force-released it. */
+export class LockLostError extends LockMgrError {
+  constructor(
+    readonly lockName: string,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Lock "${lockName}" was lost: ${reason}.`, options);
+  }
+}

@@ -1,0 +1,13 @@
+export * from './errors';
+export { LockEntity } from './lock.entity';
+export type { LockRecord } from './lock.entity';
+export { LockService } from './lock.service';
+export type { GetLockOptions, RenewLockOptions, SetLockOptions } from './lock.service';
+export { LockManager } from './lock-manager';
+export type { LockManagerOptions, ManagerLockOptions, ManagerRenewOptions } from './lock-manager';
+export type { LockSetResult, LockSetStatus } from './lock-set-result';
+export { LockMgrModule } from './lockmgr.module';
+export type { LockMgrModuleExtras } from './lockmgr.module-definition';
+export type { LockMgrModuleOptions } from './lockmgr-options';
+export { createLockTableMigration, CreateLockTable1764115200000 } from './lock-table.migration';
+export type { LockTableMigrationOptions } from './lock-table.migration';

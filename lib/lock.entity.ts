@@ -1,0 +1,91 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+/** A row of the lock table as a dialect reads it, with the time left measured by the database's clock. */
+export interface LockRecord {
+  name: string;
+  owner: string;
+  fencingToken: number;
+  lockedBy: string | null;
+  lockProcess: number | null;
+  lockedUntil: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Seconds from the database's "now" to `lockedUntil`; null when the lock never expires. */
+  secondsLeft: number | null;
+}
+
+const bigintAsNumber = {
+  from: (value: string | number | null) => (value === null ? value : Number(value)),
+  to: (value: number | null) => value,
+};
+
+/**
+ * One held lock: a row of the lock table, and the handle that `LockService` returns.
+ *
+ * Registering it with TypeORM is optional (to read the table through a repository). The table itself
+ * is created by the `ensureTable` option or the migration, never by `synchronize`, which is why the
+ * entity opts out of it.
+ */
+@Entity({ name: 'lockmgr_lock', synchronize: false })
+export class LockEntity {
+  @PrimaryColumn({ type: 'varchar', length: 255 })
+  name!: string;
+
+  /** The secret token of this acquisition; releasing or renewing through this handle compares it. */
+  @Column({ type: 'varchar', length: 36 })
+  owner!: string;
+
+  /** Grows with every acquisition of any lock; a resource that remembers the highest token it saw can refuse stale holders. */
+  @Column({ name: 'fencing_token', type: 'bigint', transformer: bigintAsNumber })
+  fencingToken!: number;
+
+  @Column({ name: 'locked_by', type: 'varchar', length: 255, nullable: true })
+  lockedBy!: string | null;
+
+  @Column({ name: 'lock_process', type: 'integer', nullable: true })
+  lockProcess!: number | null;
+
+  /** When the lock expires; null when it never does. */
+  @Column({ name: 'locked_until', nullable: true })
+  lockedUntil!: Date | null;
+
+  @Column({ name: 'created_at' })
+  createdAt!: Date;
+
+  @Column({ name: 'updated_at' })
+  updatedAt!: Date;
+
+  /**
+   * `performance.now()` at which the lock expires by the database's clock, so that a skewed
+   * `Date.now()` cannot make a handle look alive or dead. Unset on rows TypeORM loaded itself.
+   */
+  #expiresAtMonotonic?: number;
+
+  /** @internal Builds a handle from a row read at `requestedAt` (a `performance.now()` taken before the query was sent). */
+  static fromRecord(record: LockRecord, requestedAt: number): LockEntity {
+    const { secondsLeft, ...columns } = record;
+    const lock = Object.assign(new LockEntity(), columns);
+    // Counting from before the request makes the estimate err on the early side.
+    if (secondsLeft !== null) lock.#expiresAtMonotonic = requestedAt + secondsLeft * 1000;
+    return lock;
+  }
+
+  /** Seconds until the lock expires (negative once it has), or null when it never expires. */
+  get expiresSeconds(): number | null {
+    if (this.lockedUntil === null) return null;
+    if (this.#expiresAtMonotonic !== undefined) return (this.#expiresAtMonotonic - performance.now()) / 1000;
+    return (this.lockedUntil.getTime() - Date.now()) / 1000;
+  }
+
+  /** Whether the lock has expired, as far as this handle knows. */
+  get expired(): boolean {
+    const left = this.expiresSeconds;
+    return left !== null && left <= 0;
+  }
+
+  /** The owner token is a secret: serialising a lock (to log it, or answer an HTTP request) leaves it out. */
+  toJSON(): Omit<LockEntity, 'owner' | 'toJSON' | 'expired' | 'expiresSeconds'> & { expiresSeconds: number | null } {
+    const { owner: _owner, ...visible } = this;
+    return { ...visible, expiresSeconds: this.expiresSeconds };
+  }
+}

@@ -1,0 +1,318 @@
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { AcquireRequest, HolderInfo, LockDialect } from './dialects/lock-dialect';
+import { LockedError, LockFailError, LockNotFoundError } from './errors';
+import { LockEntity } from './lock.entity';
+import { LockManager, LockManagerOptions } from './lock-manager';
+import { LockSetResult, toLockSetResult } from './lock-set-result';
+import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
+import type { ResolvedLockMgrOptions } from './lockmgr-options';
+import {
+  checkBoolean,
+  checkExpires,
+  checkLockName,
+  checkOptionalSeconds,
+  checkOptions,
+  checkProcessId,
+  checkSignal,
+  checkText,
+  MAX_WAIT_SECONDS,
+} from './validation';
+
+/** Options of `getLock` and `tryLock` (django-lockmgr's `get_lock` arguments, plus waiting). */
+export interface GetLockOptions {
+  /** Lease in seconds (fractions allowed); 0 or null: never expires. Default: the module's `defaultExpires`. */
+  expires?: number | null;
+  /** Recorded as `locked_by`. Default: the module's `lockedBy` (the host name). */
+  lockedBy?: string;
+  /** Recorded as `lock_process`. Default: `process.pid`. */
+  lockProcess?: number | null;
+  /** Keep trying for up to this many seconds while the lock is held elsewhere. Default: do not wait. */
+  wait?: number;
+  /** Cancels a wait: the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of `renewLock` (django-lockmgr's `renew_lock` arguments). */
+export interface RenewLockOptions {
+  /** Seconds from now (or added, with `addTime`); 0 or null: never expires. Default: the module's `defaultExpires`. */
+  expires?: number | null;
+  /** Add `expires` to the current expiry instead of setting it to now + `expires`. Default false. */
+  addTime?: boolean;
+  /** Take the lock afresh when it is missing or expired, instead of throwing `LockNotFoundError`. Default false. */
+  create?: boolean;
+  /** Used when `create` takes the lock afresh. */
+  lockedBy?: string;
+  /** Used when `create` takes the lock afresh. */
+  lockProcess?: number | null;
+}
+
+/** Options of `setLock` (django-lockmgr's `set_lock` arguments). */
+export interface SetLockOptions {
+  /** Lease of created and renewed locks, in seconds; 0 or null: never expires. Default: the module's `defaultExpires`. */
+  timeout?: number | null;
+  /** All or nothing: if any name is already locked, throw `LockFailError` and keep none of the locks created. Default false. */
+  fail?: boolean;
+  /** Extend the names that are already locked. Default true. */
+  renew?: boolean;
+  /** Lock the names that are free. Default true. */
+  create?: boolean;
+  lockedBy?: string;
+  lockProcess?: number | null;
+}
+
+const GET_LOCK_OPTIONS = ['expires', 'lockedBy', 'lockProcess', 'wait', 'signal'] as const;
+const RENEW_LOCK_OPTIONS = ['expires', 'addTime', 'create', 'lockedBy', 'lockProcess'] as const;
+const SET_LOCK_OPTIONS = ['timeout', 'fail', 'renew', 'create', 'lockedBy', 'lockProcess'] as const;
+const MANAGER_OPTIONS = [...GET_LOCK_OPTIONS, 'autoRenew', 'minHold'] as const;
+
+/** Polling between attempts starts short and backs off, so a busy lock costs the database little. */
+const FIRST_POLL_MS = 25;
+const LAST_POLL_MS = 1000;
+/** Expired rows deleted per statement, so a clean-up never holds many row locks at once. */
+const CLEANUP_BATCH = 1000;
+
+/** A checked acquisition: what to write, and how long to keep trying. */
+export interface AcquireAttempt {
+  request: AcquireRequest;
+  /** Seconds to keep trying; 0: one attempt. */
+  wait: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * django-lockmgr's functions, for the lock table in the app's own database. Every operation runs on
+ * a connection of its own, outside any transaction of the caller, and reads the database's clock.
+ */
+@Injectable()
+export class LockService implements BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('LockService');
+  private readonly managers = new Set<LockManager>();
+
+  constructor(
+    @Inject(LOCK_DIALECT) private readonly dialect: LockDialect,
+    @Inject(LOCKMGR_OPTIONS) private readonly options: ResolvedLockMgrOptions,
+  ) {}
+
+  /** Takes the lock `name`, or throws `LockedError` if it is held (after waiting up to `wait` seconds). */
+  async getLock(name: string, options?: GetLockOptions): Promise<LockEntity> {
+    const lock = await this.acquire(this.checkAcquire(name, options, 'getLock'));
+    if (lock instanceof LockedError) throw lock;
+    return lock;
+  }
+
+  /** Like `getLock`, but resolves to null instead of throwing when the lock is held. */
+  async tryLock(name: string, options?: GetLockOptions): Promise<LockEntity | null> {
+    const lock = await this.acquire(this.checkAcquire(name, options, 'tryLock'));
+    return lock instanceof LockedError ? null : lock;
+  }
+
+  /**
+   * Releases a lock. Through a handle, only if that handle still owns it (a stale handle never releases
+   * the lock of whoever took over); by name, whoever holds it (a force release). False when nothing was released.
+   */
+  async unlock(lock: LockEntity | string): Promise<boolean> {
+    const { name, owner } = this.checkLockReference(lock, 'unlock');
+    return this.dialect.release({ name, owner });
+  }
+
+  /**
+   * Extends a lock, never shortening it: to now + `expires`, or by `expires` with `addTime`. Through a
+   * handle, only if it still owns the lock. Throws `LockNotFoundError` when the lock is missing or
+   * expired, unless `create` takes it afresh (then `LockedError` if someone else holds it).
+   */
+  async renewLock(lock: LockEntity | string, options?: RenewLockOptions): Promise<LockEntity> {
+    const { name, owner } = this.checkLockReference(lock, 'renewLock');
+    const given = checkOptions<RenewLockOptions>(options, 'renewLock options', RENEW_LOCK_OPTIONS);
+    const expires = this.checkLease(given.expires, 'renewLock option expires');
+    const addTime = checkBoolean(given.addTime, 'renewLock option addTime') ?? false;
+    const create = checkBoolean(given.create, 'renewLock option create') ?? false;
+    const creation = this.checkRequest(name, expires, given, 'renewLock');
+    const requestedAt = performance.now();
+    const renewed = await this.dialect.renew({ name, owner, expires, mode: addTime ? 'add' : 'extend' });
+    if (renewed) return LockEntity.fromRecord(renewed, requestedAt);
+    if (!create) throw new LockNotFoundError(name);
+    const created = await this.acquire({ request: creation, wait: 0 });
+    if (created instanceof LockedError) throw created;
+    return created;
+  }
+
+  /** Whether `name` (or the name of a handle) is held by anyone right now. */
+  async isLocked(lock: LockEntity | string): Promise<boolean> {
+    const { name } = this.checkLockReference(lock, 'isLocked');
+    return (await this.dialect.find(name)) !== null;
+  }
+
+  /**
+   * Creates and renews several locks in one transaction (django-lockmgr's `set_lock`). Renewing never
+   * shortens a lock. With `fail: true` it is all or nothing: the first name already locked aborts
+   * the call with `LockFailError`, and none of the locks it created remains.
+   */
+  async setLock(names: string | string[], options?: SetLockOptions): Promise<LockSetResult> {
+    const list = typeof names === 'string' ? [names] : names;
+    if (!Array.isArray(list)) throw new TypeError('setLock names must be a lock name or an array of lock names.');
+    if (list.length === 0) throw new RangeError('setLock names must hold at least one lock name.');
+    const given = checkOptions<SetLockOptions>(options, 'setLock options', SET_LOCK_OPTIONS);
+    const expires = this.checkLease(given.timeout, 'setLock option timeout');
+    const fail = checkBoolean(given.fail, 'setLock option fail') ?? false;
+    const renew = checkBoolean(given.renew, 'setLock option renew') ?? true;
+    const create = checkBoolean(given.create, 'setLock option create') ?? true;
+    const distinct = [...new Set(list.map((name, index) => this.checkName(name, `setLock names[${index}]`)))];
+    const locks = distinct.map((name) => this.checkRequest(name, expires, given, 'setLock'));
+    const requestedAt = performance.now();
+    const result = await this.dialect.setLocks({ locks, fail, renew, create });
+    if ('conflict' in result) throw new LockFailError(LockEntity.fromRecord(result.conflict, requestedAt));
+    return toLockSetResult(result.steps, requestedAt);
+  }
+
+  /** Deletes the rows of expired locks and returns how many it deleted (expired locks count as free either way). */
+  async cleanLocks(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await this.dialect.deleteExpired(CLEANUP_BATCH);
+      total += deleted;
+      if (deleted < CLEANUP_BATCH) return total;
+    }
+  }
+
+  /** Every live lock, ordered by name. */
+  async listLocks(): Promise<LockEntity[]> {
+    const requestedAt = performance.now();
+    return (await this.dialect.list()).map((record) => LockEntity.fromRecord(record, requestedAt));
+  }
+
+  /**
+   * Takes `name` and returns a `LockManager` holding it (django-lockmgr's `LockMgr`). Its locks renew
+   * themselves until it is released: `await using mgr = await locks.manager('x')`, or `mgr.release()`.
+   */
+  async manager(name: string, options?: LockManagerOptions): Promise<LockManager> {
+    const given = checkOptions<LockManagerOptions>(options, 'manager options', MANAGER_OPTIONS);
+    const { autoRenew, minHold, ...lockOptions } = given;
+    const settings = {
+      autoRenew: checkBoolean(autoRenew, 'manager option autoRenew') ?? true,
+      minHold: checkOptionalSeconds(minHold, 'manager option minHold') ?? 0,
+    };
+    const attempt = this.checkAcquire(name, lockOptions, 'manager');
+    const mainLock = await this.acquire(attempt);
+    if (mainLock instanceof LockedError) throw mainLock;
+    const manager = new LockManager(this, mainLock, {
+      ...settings,
+      expires: attempt.request.expires,
+      wait: attempt.wait,
+      lockedBy: attempt.request.lockedBy,
+      lockProcess: attempt.request.lockProcess,
+      onRelease: () => this.managers.delete(manager),
+    });
+    this.managers.add(manager);
+    return manager;
+  }
+
+  /** Runs `work` while holding `name`, renewing it as needed, and releases it when `work` settles. */
+  async withLock<T>(name: string, work: (manager: LockManager) => T | Promise<T>, options?: LockManagerOptions): Promise<T> {
+    if (typeof work !== 'function') throw new TypeError('withLock work must be a function.');
+    const manager = await this.manager(name, options);
+    let result: T;
+    try {
+      result = await work(manager);
+    } catch (error) {
+      // The work's own error is the one worth seeing; a failed release only adds to it in the log.
+      await manager.release().catch((releaseError) => this.logger.warn(`Releasing "${name}" failed: ${releaseError}`));
+      throw error;
+    }
+    await manager.release();
+    return result;
+  }
+
+  /** @internal Checks the arguments of an acquisition, before any database call. */
+  checkAcquire(name: unknown, options: unknown, caller: string): AcquireAttempt {
+    const given = checkOptions<GetLockOptions>(options, `${caller} options`, GET_LOCK_OPTIONS);
+    const checkedName = this.checkName(name, `${caller} name`);
+    const expires = this.checkLease(given.expires, `${caller} option expires`);
+    return {
+      request: this.checkRequest(checkedName, expires, given, caller),
+      wait: checkOptionalSeconds(given.wait, `${caller} option wait`, MAX_WAIT_SECONDS) ?? 0,
+      signal: checkSignal(given.signal, `${caller} option signal`),
+    };
+  }
+
+  /**
+   * @internal Tries to take a lock until it succeeds or `wait` runs out. Between attempts it sleeps until
+   * a release wakes it, the holder's lease ends, or a poll is due (backing off, with jitter).
+   */
+  async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
+    signal?.throwIfAborted();
+    const giveUpAt = performance.now() + wait * 1000;
+    for (let attempt = 0; ; attempt++) {
+      const requestedAt = performance.now();
+      const result = await this.dialect.acquire(request);
+      if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
+      const now = performance.now();
+      if (now >= giveUpAt) return new LockedError(request.name, result.holder);
+      const poll = Math.min(LAST_POLL_MS, FIRST_POLL_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
+      const pause = Math.min(giveUpAt - now, poll, this.untilExpiry(result.holder));
+      await this.dialect.waitForRelease(request.name, pause, signal);
+    }
+  }
+
+  /** Milliseconds until the holder's lease ends, by the database's clock (a little after, never before). */
+  private untilExpiry(holder: HolderInfo | null): number {
+    if (holder?.secondsLeft == null) return Infinity;
+    return Math.max(0, holder.secondsLeft * 1000) + 1;
+  }
+
+  /** @internal Renews a handle that must still own its lock; null when it no longer does. */
+  async renewOwned(lock: LockEntity, expires: number | null, mode: 'extend' | 'add' | 'set'): Promise<LockEntity | null> {
+    const requestedAt = performance.now();
+    const renewed = await this.dialect.renew({ name: lock.name, owner: lock.owner, expires, mode });
+    return renewed && LockEntity.fromRecord(renewed, requestedAt);
+  }
+
+  private checkName(name: unknown, argument: string): string {
+    return checkLockName(name, argument, this.dialect.maxNameLength);
+  }
+
+  private checkLease(expires: unknown, argument: string): number | null {
+    return expires === undefined ? this.options.defaultExpires : checkExpires(expires, argument);
+  }
+
+  private checkRequest(
+    name: string,
+    expires: number | null,
+    given: { lockedBy?: unknown; lockProcess?: unknown },
+    caller: string,
+  ): AcquireRequest {
+    const lockProcess = checkProcessId(given.lockProcess, `${caller} option lockProcess`);
+    return {
+      name,
+      owner: randomUUID(),
+      expires,
+      lockedBy: checkText(given.lockedBy, `${caller} option lockedBy`) ?? this.options.lockedBy,
+      lockProcess: lockProcess === undefined ? process.pid : lockProcess,
+    };
+  }
+
+  private checkLockReference(lock: unknown, caller: string): { name: string; owner: string | null } {
+    if (typeof lock === 'string') return { name: this.checkName(lock, `${caller} lock`), owner: null };
+    if (lock instanceof LockEntity || (typeof lock === 'object' && lock !== null && 'owner' in lock)) {
+      const handle = lock as LockEntity;
+      const name = this.checkName(handle.name, `${caller} lock.name`);
+      if (typeof handle.owner !== 'string' || handle.owner.length === 0) {
+        throw new TypeError(`${caller} lock.owner must be the owner token of a lock handle.`);
+      }
+      return { name, owner: handle.owner };
+    }
+    throw new TypeError(`${caller} lock must be a lock name or a LockEntity handle.`);
+  }
+
+  /** Locks held through managers, `withLock` or `@WithLock` are released before the app stops. */
+  async beforeApplicationShutdown(): Promise<void> {
+    const releases = [...this.managers].map((manager) =>
+      manager.release().catch((error) => this.logger.warn(`Releasing "${manager.mainLock.name}" at shutdown failed: ${error}`)),
+    );
+    await Promise.all(releases);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.dialect.close();
+  }
+}

@@ -1,0 +1,51 @@
+import { hostname } from 'node:os';
+import { checkBoolean, checkExpires, checkIdentifier, checkOptions, checkSeconds, checkText } from './validation';
+
+/** What `LockMgrModule.forRoot` (or the factory of `forRootAsync`) configures. */
+export interface LockMgrModuleOptions {
+  /** Name of the lock table. Default `'lockmgr_lock'`; a plain identifier of at most 40 characters. */
+  tableName?: string;
+  /** Lease of a lock, in seconds, when a call does not say (django-lockmgr's 600). 0 makes locks never expire. */
+  defaultExpires?: number;
+  /** Recorded as `locked_by` on every lock this app takes. Default: the host name. */
+  lockedBy?: string;
+  /** Seconds between deletions of expired rows (needs `ScheduleModule` imported); 0 turns it off. Default 60. */
+  cleanupInterval?: number;
+  /** Create the lock table (or add the columns it lacks) at start-up. Default true. */
+  ensureTable?: boolean;
+  /** Connections of the lock operations' own pool (PostgreSQL, MySQL). Default 10. */
+  poolSize?: number;
+}
+
+export interface ResolvedLockMgrOptions {
+  tableName: string;
+  /** null: never expires. */
+  defaultExpires: number | null;
+  lockedBy: string;
+  cleanupInterval: number;
+  ensureTable: boolean;
+  poolSize: number;
+}
+
+const KNOWN_OPTIONS = ['tableName', 'defaultExpires', 'lockedBy', 'cleanupInterval', 'ensureTable', 'poolSize'] as const;
+
+/** The table name is spliced into SQL and suffixed for its helper objects, which PostgreSQL caps at 63 characters. */
+export const MAX_TABLE_NAME_LENGTH = 40;
+
+/** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
+export function resolveLockMgrOptions(options: unknown): ResolvedLockMgrOptions {
+  const given = checkOptions<LockMgrModuleOptions>(options, 'LockMgrModule options', KNOWN_OPTIONS);
+  const poolSize = given.poolSize ?? 10;
+  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) {
+    throw new RangeError(`LockMgrModule option poolSize must be an integer from 1 to 1000, got ${String(poolSize)}.`);
+  }
+  return {
+    tableName: checkIdentifier(given.tableName ?? 'lockmgr_lock', 'LockMgrModule option tableName', MAX_TABLE_NAME_LENGTH),
+    defaultExpires:
+      given.defaultExpires === undefined ? 600 : checkExpires(given.defaultExpires, 'LockMgrModule option defaultExpires'),
+    lockedBy: checkText(given.lockedBy, 'LockMgrModule option lockedBy') ?? hostname(),
+    cleanupInterval: checkSeconds(given.cleanupInterval ?? 60, 'LockMgrModule option cleanupInterval'),
+    ensureTable: checkBoolean(given.ensureTable, 'LockMgrModule option ensureTable') ?? true,
+    poolSize,
+  };
+}

@@ -1,0 +1,6 @@
+/** Injection token of the checked module options (`ResolvedLockMgrOptions`). */
+export const LOCKMGR_OPTIONS = Symbol('LOCKMGR_OPTIONS');
+/** Injection token of the TypeORM `DataSource` that holds the lock table. */
+export const LOCKMGR_DATA_SOURCE = Symbol('LOCKMGR_DATA_SOURCE');
+/** Injection token of the database dialect (`LockDialect`). */
+export const LOCK_DIALECT = Symbol('LOCK_DIALECT');

@@ -1,0 +1,35 @@
+import { ConfigurableModuleBuilder, Provider } from '@nestjs/common';
+import { getDataSourceToken } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { LOCKMGR_DATA_SOURCE } from './lockmgr.constants';
+import type { LockMgrModuleOptions } from './lockmgr-options';
+
+/** Options that shape the module itself, given beside the options (and the factory of `forRootAsync`). */
+export interface LockMgrModuleExtras {
+  /** The TypeORM data source holding the lock table: its name, or the instance. Default: the default data source. */
+  dataSource?: string | DataSource;
+  /** Make `LockService` injectable everywhere without importing the module again. Default true. */
+  isGlobal?: boolean;
+}
+
+function dataSourceProvider(dataSource: string | DataSource | undefined): Provider {
+  if (dataSource instanceof DataSource) return { provide: LOCKMGR_DATA_SOURCE, useValue: dataSource };
+  if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
+    throw new TypeError('LockMgrModule option dataSource must be the name of a TypeORM data source or a DataSource instance.');
+  }
+  return { provide: LOCKMGR_DATA_SOURCE, useExisting: getDataSourceToken(dataSource) };
+}
+
+export const {
+  ConfigurableModuleClass: ConfigurableLockMgrModule,
+  MODULE_OPTIONS_TOKEN: LOCKMGR_MODULE_OPTIONS,
+  OPTIONS_TYPE: LOCKMGR_OPTIONS_TYPE,
+  ASYNC_OPTIONS_TYPE: LOCKMGR_ASYNC_OPTIONS_TYPE,
+} = new ConfigurableModuleBuilder<LockMgrModuleOptions>({ moduleName: 'LockMgr' })
+  .setClassMethodName('forRoot')
+  .setExtras<LockMgrModuleExtras>({ isGlobal: true }, (definition, extras) => ({
+    ...definition,
+    global: extras.isGlobal,
+    providers: [...(definition.providers ?? []), dataSourceProvider(extras.dataSource)],
+  }))
+  .build();

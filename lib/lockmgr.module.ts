@@ -1,0 +1,36 @@
+import { Module } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { createDialect } from './dialects/create-dialect';
+import { LockService } from './lock.service';
+import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
+import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS } from './lockmgr.module-definition';
+import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options';
+
+/**
+ * Distributed locks in the app's own database:
+ * `LockMgrModule.forRoot({ … })` or `LockMgrModule.forRootAsync({ useFactory, inject, … })`,
+ * next to the app's `TypeOrmModule`.
+ */
+@Module({
+  providers: [
+    { provide: LOCKMGR_OPTIONS, inject: [LOCKMGR_MODULE_OPTIONS], useFactory: resolveLockMgrOptions },
+    {
+      provide: LOCK_DIALECT,
+      inject: [LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS],
+      useFactory: async (dataSource: DataSource, options: ResolvedLockMgrOptions) => {
+        const dialect = createDialect(dataSource, options);
+        try {
+          if (options.ensureTable) await dialect.ensureTable();
+          await dialect.inspectTable();
+        } catch (error) {
+          await dialect.close();
+          throw error;
+        }
+        return dialect;
+      },
+    },
+    LockService,
+  ],
+  exports: [LockService],
+})
+export class LockMgrModule extends ConfigurableLockMgrModule {}

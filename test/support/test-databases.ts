@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DataSourceOptions } from 'typeorm';
+
+/** The databases the suites run on. Server URLs come from the environment; the defaults are the local servers. */
+export const POSTGRES_URL = process.env.LOCKMGR_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export interface TestDatabase {
+  /** As shown in test titles. */
+  label: string;
+  kind: 'postgres' | 'sqlite';
+  /** Whether the server answered when the run started (global set-up); SQLite always does. */
+  available: boolean;
+  /** TypeORM options for a data source on this database; SQLite files are per `isolation` key. */
+  dataSourceOptions(isolation: string): DataSourceOptions;
+}
+
+/** Set by the global set-up after it tried each server. */
+export const AVAILABILITY_VARIABLE = (kind: string) => `LOCKMGR_TEST_${kind.toUpperCase()}_AVAILABLE`;
+
+export function sqliteFile(isolation: string): string {
+  return join(tmpdir(), `lockmgr-test-${isolation}.sqlite`);
+}
+
+export function removeSqliteFile(isolation: string): void {
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${sqliteFile(isolation)}${suffix}`, { force: true });
+}
+
+export const testDatabases: TestDatabase[] = [
+  {
+    label: 'PostgreSQL',
+    kind: 'postgres',
+    available: process.env[AVAILABILITY_VARIABLE('postgres')] === '1',
+    dataSourceOptions: () => ({ type: 'postgres', url: POSTGRES_URL }),
+  },
+  {
+    label: 'SQLite',
+    kind: 'sqlite',
+    available: true,
+    dataSourceOptions: (isolation) => ({ type: 'better-sqlite3', database: sqliteFile(isolation) }),
+  },
+];
+
+/** A name no other test file (nor jest worker) uses: the isolation key of tables and files. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${process.pid}_${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * Defines `suite` once per database. A server that was unreachable at start-up skips its suites
+ * (the global set-up printed why and how to start it); under CI=true the global set-up fails instead.
+ */
+export function describeEachDatabase(title: string, suite: (database: TestDatabase) => void): void {
+  for (const database of testDatabases) {
+    const define = database.available ? describe : describe.skip;
+    define(`${title} on ${database.label}`, () => suite(database));
+  }
+}
