@@ -27,7 +27,8 @@ export const {
   ASYNC_OPTIONS_TYPE: LOCKMGR_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<LockMgrModuleOptions>({ moduleName: 'LockMgr' })
   .setClassMethodName('forRoot')
-  .setExtras<LockMgrModuleExtras>({ isGlobal: true }, (definition, extras) => ({
+    // Every extra is listed, even when undefined, so the builder keeps it out of the options value.
+  .setExtras<LockMgrModuleExtras>({ isGlobal: true, dataSource: undefined }, (definition, extras) => ({
     ...definition,
     global: extras.isGlobal,
     providers: [...(definition.providers ?? []), dataSourceProvider(extras.dataSource)],

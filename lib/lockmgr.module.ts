@@ -1,9 +1,9 @@
-import { Module } from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createDialect } from './dialects/create-dialect';
 import { LockService } from './lock.service';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
-import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS } from './lockmgr.module-definition';
+import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
 import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options';
 
 /**
@@ -33,4 +33,9 @@ import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options
   ],
   exports: [LockService],
 })
-export class LockMgrModule extends ConfigurableLockMgrModule {}
+export class LockMgrModule extends ConfigurableLockMgrModule {
+  /** The options are optional: `LockMgrModule.forRoot()` uses the default data source and every default. */
+  static override forRoot(options: typeof LOCKMGR_OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+}

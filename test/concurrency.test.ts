@@ -1,0 +1,80 @@
+import { LockedError } from '../lib';
+import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { describeEachDatabase, uniqueName } from './support/test-databases';
+
+/** Four app instances on one lock table, each with its own connections: the cluster a lock must serve. */
+const INSTANCES = 4;
+const CALLS_PER_INSTANCE = 4;
+
+describeEachDatabase('Concurrent acquirers', (database) => {
+  const isolation = uniqueName('race');
+  let apps: LockApp[];
+
+  beforeAll(async () => {
+    apps = [];
+    for (let i = 0; i < INSTANCES; i++) apps.push(await createLockApp(database, isolation));
+  });
+  afterAll(async () => {
+    for (const app of apps ?? []) await app.close();
+    await dropLockTable(database, isolation);
+  });
+
+  async function race(name: string, options = {}) {
+    const calls = apps.flatMap((app) => Array.from({ length: CALLS_PER_INSTANCE }, () => app.locks.getLock(name, options)));
+    return Promise.allSettled(calls);
+  }
+
+  it('of one free name: exactly one wins, every other gets LockedError', async () => {
+    for (let round = 0; round < 15; round++) {
+      const outcomes = await race(`free-${round}`);
+      const winners = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+      const losers = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+      expect(winners).toHaveLength(1);
+      expect(losers).toHaveLength(INSTANCES * CALLS_PER_INSTANCE - 1);
+      for (const reason of losers) expect(reason).toBeInstanceOf(LockedError);
+    }
+  });
+
+  it('of one expired name: exactly one takes it over', async () => {
+    for (let round = 0; round < 5; round++) {
+      const name = `expired-${round}`;
+      await apps[0].locks.getLock(name, { expires: 0.2 });
+      await sleep(300);
+      const outcomes = await race(name);
+      expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
+      for (const outcome of outcomes) if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(LockedError);
+    }
+  });
+
+  it('waiting on one name: each gets it in turn, one at a time', async () => {
+    let inside = 0;
+    let most = 0;
+    const holders = apps.flatMap((app) =>
+      Array.from({ length: 2 }, () =>
+        app.locks.withLock(
+          'queue',
+          async () => {
+            most = Math.max(most, ++inside);
+            await sleep(20);
+            inside--;
+          },
+          { wait: 30 },
+        ),
+      ),
+    );
+    await Promise.all(holders);
+    expect(most).toBe(1);
+  });
+
+  it('hold a lock taken inside a caller’s transaction that rolls back', async () => {
+    const [app] = apps;
+    const rollback = app.dataSource.transaction(async (manager) => {
+      await app.locks.getLock('in-transaction', { expires: 60 });
+      await manager.query('SELECT 1');
+      throw new Error('roll back');
+    });
+    await expect(rollback).rejects.toThrow('roll back');
+    expect(await apps[1].locks.isLocked('in-transaction')).toBe(true);
+    expect(await app.locks.unlock('in-transaction')).toBe(true);
+  });
+});
