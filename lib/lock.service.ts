@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { AcquireRequest, HolderInfo, LockDialect } from './dialects/lock-dialect';
+import type { AcquireRequest, HolderInfo, LockDialect, ReleaseWaiting } from './dialects/lock-dialect';
 import { LockedError, LockFailError, LockNotFoundError } from './errors';
 import { LockEntity } from './lock.entity';
 import { LockManager, LockManagerOptions } from './lock-manager';
@@ -66,9 +66,8 @@ const RENEW_LOCK_OPTIONS = ['expires', 'addTime', 'create', 'lockedBy', 'lockPro
 const SET_LOCK_OPTIONS = ['timeout', 'fail', 'renew', 'create', 'lockedBy', 'lockProcess'] as const;
 const MANAGER_OPTIONS = [...GET_LOCK_OPTIONS, 'autoRenew', 'minHold'] as const;
 
-/** Polling between attempts starts short and backs off, so a busy lock costs the database little. */
+/** Where releases are not announced, polling starts this short and backs off to the `pollInterval` option. */
 const FIRST_POLL_MS = 25;
-const LAST_POLL_MS = 1000;
 /** Expired rows deleted per statement, so a clean-up never holds many row locks at once. */
 const CLEANUP_BATCH = 1000;
 
@@ -242,16 +241,31 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
     const giveUpAt = performance.now() + wait * 1000;
-    for (let attempt = 0; ; attempt++) {
-      const requestedAt = performance.now();
-      const result = await this.dialect.acquire(request);
-      if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
-      const now = performance.now();
-      if (now >= giveUpAt) return new LockedError(request.name, result.holder);
-      const poll = Math.min(LAST_POLL_MS, FIRST_POLL_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
-      const pause = Math.min(giveUpAt - now, poll, this.untilExpiry(result.holder));
-      await this.dialect.waitForRelease(request.name, pause, signal);
+    let waiting: ReleaseWaiting | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const requestedAt = performance.now();
+        const result = await this.dialect.acquire(request);
+        if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
+        const now = performance.now();
+        if (now >= giveUpAt) return new LockedError(request.name, result.holder);
+        waiting ??= this.dialect.subscribe(request.name);
+        await waiting.sleep(Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(result.holder)), signal);
+      }
+    } finally {
+      waiting?.close();
     }
+  }
+
+  /**
+   * Where releases are announced, polling is a safety net at the `pollInterval`; elsewhere it is how
+   * releases are found, so it starts fast and backs off to it. Jitter keeps waiters that failed
+   * together from all coming back together.
+   */
+  private pollDelay(attempt: number): number {
+    const longest = this.options.pollInterval * 1000;
+    const backoff = this.dialect.announcesReleases ? longest : Math.min(longest, FIRST_POLL_MS * 2 ** attempt);
+    return backoff * (0.5 + Math.random() / 2);
   }
 
   /** Milliseconds until the holder's lease ends, by the database's clock (a little after, never before). */

@@ -7,17 +7,21 @@ import {
   AcquireResult,
   LockDialect,
   planSetLock,
+  ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
   SetLocksRequest,
   SetLocksResult,
   SetLockStep,
 } from './lock-dialect';
+import { PostgresListener } from './postgres-listener';
 import { ReleaseWaiters } from './release-waiters';
 
 export interface PostgresDialectOptions {
   tableName: string;
   poolSize: number;
+  /** Announce releases with NOTIFY to waiters LISTENing in other processes. */
+  notify: boolean;
 }
 
 type Executor = Pick<Pool, 'query'> | PoolClient;
@@ -52,7 +56,8 @@ export function postgresSchemaStatements(tableName: string, schema?: string): st
     )`,
     `ALTER TABLE ${table}
       ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
-      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}')`,
+      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}'),
+      ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false`,
     `ALTER SEQUENCE ${sequence} OWNED BY ${table}.fencing_token`,
   ];
 }
@@ -100,7 +105,8 @@ function postgresStatements({ table, sequence }: PostgresNames) {
         FROM (SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at OFFSET 0) AS clock
         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_by = excluded.locked_by,
           lock_process = excluded.lock_process, locked_until = excluded.locked_until,
-          created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token
+          created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token,
+          waiting = false
         WHERE held.locked_until <= excluded.created_at
         RETURNING fencing_token, created_at, locked_until
       )
@@ -109,10 +115,16 @@ function postgresStatements({ table, sequence }: PostgresNames) {
       UNION ALL
       SELECT false, NULL, NULL, locked_until, locked_by, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8
       FROM ${table} WHERE name = $1 AND NOT EXISTS (SELECT FROM acquired)`,
+    // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
+    // transactions, so a release that always notified would lose much of its throughput.
     release: `WITH released AS (
-        DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until
+        DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until, waiting
+      ), notified AS (
+        SELECT pg_notify($3::text, $1) FROM released WHERE waiting AND $3 IS NOT NULL
       )
-      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released FROM released`,
+      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT count(*) FROM notified) AS notified FROM released`,
+    markWaiting: `UPDATE ${table} SET waiting = true WHERE name = $1::varchar AND ${LIVE}
+      RETURNING EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
@@ -147,6 +159,8 @@ export class PostgresDialect implements LockDialect {
   private readonly schema?: string;
   private readonly advisoryClass: number;
   private readonly sql: ReturnType<typeof postgresStatements>;
+  /** Present when releases are announced with NOTIFY. */
+  private readonly listener?: PostgresListener;
 
   constructor(
     dataSource: DataSource,
@@ -168,6 +182,24 @@ export class PostgresDialect implements LockDialect {
     });
     // An idle connection the server dropped must not crash the app; the next query reconnects.
     this.pool.on('error', () => undefined);
+    if (options.notify) {
+      this.listener = new PostgresListener(
+        (config) => new driver.postgres.Client(config),
+        { ...driver.master.options, application_name: 'nestjs-lockmgr listener' },
+        this.channel,
+        (name) => waiters.wake(name),
+        () => waiters.wakeAll(),
+      );
+    }
+  }
+
+  get announcesReleases(): boolean {
+    return this.listener !== undefined;
+  }
+
+  /** The NOTIFY channel of this table's releases. */
+  private get channel(): string {
+    return this.options.tableName;
   }
 
   /** Runs a prepared statement: PostgreSQL parses and plans it once per connection. */
@@ -233,7 +265,7 @@ export class PostgresDialect implements LockDialect {
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
-    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner]);
+    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.listener ? this.channel : null]);
     const released = rows[0].released > 0;
     if (released) this.waiters.wake(request.name);
     return released;
@@ -284,11 +316,27 @@ export class PostgresDialect implements LockDialect {
     });
   }
 
-  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return this.waiters.wait(name, timeoutMs, signal);
+  subscribe(name: string): ReleaseWaiting {
+    const subscription = this.waiters.subscribe(name);
+    const listener = this.listener;
+    if (!listener) return subscription;
+    // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
+    const announce = async () => {
+      await listener.listening();
+      const { rows } = await this.run(this.pool, 'markWaiting', [name]);
+      if (rows.length === 0) return 0;
+      const secondsLeft: number | null = rows[0].seconds_left;
+      // Wake when the lease ends too: an expiry announces nothing.
+      return secondsLeft === null ? Infinity : Math.max(0, secondsLeft * 1000) + 1;
+    };
+    return {
+      sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
+      close: () => subscription.close(),
+    };
   }
 
   async close(): Promise<void> {
+    await this.listener?.close();
     await this.pool.end();
   }
 

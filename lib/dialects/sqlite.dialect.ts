@@ -6,6 +6,7 @@ import {
   AcquireResult,
   LockDialect,
   planSetLock,
+  ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
   SetLocksRequest,
@@ -96,6 +97,7 @@ function toRecord(row: SqliteRow): LockRecord {
  */
 export class SqliteDialect implements LockDialect {
   maxNameLength = 255;
+  readonly announcesReleases = false;
   private readonly database: Database;
   private readonly statements: Record<string, Statement>;
 
@@ -280,8 +282,8 @@ export class SqliteDialect implements LockDialect {
     });
   }
 
-  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return this.waiters.wait(name, timeoutMs, signal);
+  subscribe(name: string): ReleaseWaiting {
+    return this.waiters.subscribe(name);
   }
 
   async close(): Promise<void> {
