@@ -123,8 +123,14 @@ function postgresStatements({ table, sequence }: PostgresNames) {
         SELECT pg_notify($3::text, $1) FROM released WHERE waiting AND $3 IS NOT NULL
       )
       SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT count(*) FROM notified) AS notified FROM released`,
-    markWaiting: `UPDATE ${table} SET waiting = true WHERE name = $1::varchar AND ${LIVE}
-      RETURNING EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`,
+    // Only the first waiter writes the flag; the others read, so a crowd of waiters costs no commits.
+    markWaiting: `WITH held AS (
+        SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
+        FROM ${table} WHERE name = $1::varchar AND ${LIVE}
+      ), flagged AS (
+        UPDATE ${table} SET waiting = true WHERE name = $1 AND ${LIVE} AND NOT waiting
+      )
+      SELECT seconds_left FROM held`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
