@@ -40,8 +40,9 @@ export async function lockServiceContender(
 
 /**
  * The limit: the same two statements, an atomic upsert that takes a free or expired name and an
- * owner-checked delete, sent straight through `pg` as unnamed statements on a narrow table (no
- * fencing token, no bookkeeping). A lock library cannot cost less than this on PostgreSQL.
+ * owner-checked delete that commits without waiting for the disk, sent straight through `pg` as
+ * unnamed statements on a narrow table (no fencing token, no bookkeeping). A lock library cannot
+ * cost less than this on PostgreSQL.
  */
 export async function limitContender(concurrency: number): Promise<Contender> {
   const pool = new Pool({ connectionString: POSTGRES_URL, max: concurrency });
@@ -51,7 +52,9 @@ export async function limitContender(concurrency: number): Promise<Contender> {
     VALUES ($1, $2, clock_timestamp() + $3 * interval '1 second')
     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_until = excluded.locked_until
     WHERE held.locked_until <= clock_timestamp() RETURNING owner`;
-  const release = `DELETE FROM bench_limit_lock WHERE name = $1 AND owner = $2`;
+  // Like LockService's, the release does not wait for the disk: losing it in a crash only delays others.
+  const release = `WITH released AS (DELETE FROM bench_limit_lock WHERE name = $1 AND owner = $2 RETURNING 1)
+    SELECT count(*), set_config('synchronous_commit', 'off', true) FROM released`;
   return {
     label: LIMIT,
     pair: async (worker) => {

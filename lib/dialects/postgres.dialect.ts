@@ -98,11 +98,17 @@ function postgresStatements({ table, sequence }: PostgresNames) {
     // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
     // no other acquisition of the name can draw a token and be granted in between, so tokens of a
     // name grow in the order its acquisitions are granted, even when a row is inserted afresh.
+    // A name seen held is left alone before any lock is taken, so a failed attempt only reads: it
+    // takes no row lock (which would hold up the holder's release) and commits nothing.
     acquire: `WITH acquired AS (
         INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
         SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
           clock.at, clock.at, nextval('${sequence}')
-        FROM (SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at OFFSET 0) AS clock
+        FROM (
+          SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at
+          WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = $1 AND ${LIVE})
+          OFFSET 0
+        ) AS clock
         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_by = excluded.locked_by,
           lock_process = excluded.lock_process, locked_until = excluded.locked_until,
           created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token,
@@ -117,20 +123,27 @@ function postgresStatements({ table, sequence }: PostgresNames) {
       FROM ${table} WHERE name = $1 AND NOT EXISTS (SELECT FROM acquired)`,
     // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
     // transactions, so a release that always notified would lose much of its throughput.
+    // A release does not wait for its commit to reach the disk (synchronous_commit off, for this
+    // statement only): if the database crashed before the flush, the lock would stay held until its
+    // lease ended, which delays others but never lets two hold it. The next acquisition's durable
+    // commit flushes the release with it, since the log is written in order.
     release: `WITH released AS (
         DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until, waiting
       ), notified AS (
         SELECT pg_notify($3::text, $1) FROM released WHERE waiting AND $3 IS NOT NULL
       )
-      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT count(*) FROM notified) AS notified FROM released`,
+      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT count(*) FROM notified) AS notified,
+        set_config('synchronous_commit', 'off', true) AS synchronous_commit
+      FROM released`,
     // Only the first waiter writes the flag; the others read, so a crowd of waiters costs no commits.
+    // Losing a flag in a crash only costs a NOTIFY (the waiter still polls), so it does not wait for the disk.
     markWaiting: `WITH held AS (
         SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
         FROM ${table} WHERE name = $1::varchar AND ${LIVE}
       ), flagged AS (
         UPDATE ${table} SET waiting = true WHERE name = $1 AND ${LIVE} AND NOT waiting
       )
-      SELECT seconds_left FROM held`,
+      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM held`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
