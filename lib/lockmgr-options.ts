@@ -23,6 +23,11 @@ export interface LockMgrModuleOptions {
   notify?: boolean;
   /** The longest pause, in seconds, between two attempts of a waiting acquirer (attempts back off to it). Default 1. */
   pollInterval?: number;
+  /**
+   * Seconds one lock operation may take, connecting included, before it fails with `LockDatabaseError`
+   * (a database that is down, restarting or unreachable). Default 5.
+   */
+  operationTimeout?: number;
 }
 
 export interface ResolvedLockMgrOptions {
@@ -35,6 +40,7 @@ export interface ResolvedLockMgrOptions {
   poolSize: number;
   notify: boolean;
   pollInterval: number;
+  operationTimeout: number;
 }
 
 const KNOWN_OPTIONS = [
@@ -46,6 +52,7 @@ const KNOWN_OPTIONS = [
   'poolSize',
   'notify',
   'pollInterval',
+  'operationTimeout',
 ] as const;
 
 /** The table name is spliced into SQL and suffixed for its helper objects, which PostgreSQL caps at 63 characters. */
@@ -68,5 +75,6 @@ export function resolveLockMgrOptions(options: unknown): ResolvedLockMgrOptions 
     poolSize,
     notify: checkBoolean(given.notify, 'LockMgrModule option notify') ?? true,
     pollInterval: checkSeconds(given.pollInterval ?? 1, 'LockMgrModule option pollInterval', 3600, 0.01),
+    operationTimeout: checkSeconds(given.operationTimeout ?? 5, 'LockMgrModule option operationTimeout', 600, 0.1),
   };
 }

@@ -22,6 +22,8 @@ export interface PostgresDialectOptions {
   poolSize: number;
   /** Announce releases with NOTIFY to waiters LISTENing in other processes. */
   notify: boolean;
+  /** Seconds an operation may take, connecting included. */
+  operationTimeout: number;
 }
 
 type Executor = Pick<Pool, 'query'> | PoolClient;
@@ -193,18 +195,22 @@ export class PostgresDialect implements LockDialect {
     this.sql = postgresStatements(this.names);
     // A pool of our own, with the app's connection settings: a lock operation must not queue behind, or
     // deadlock with, app transactions that hold every connection of the app's pool while they wait for a lock.
-    this.pool = new driver.postgres.Pool({
+    // Connecting and answering each get half the operation's time, so an unreachable or frozen
+    // database fails an operation within it instead of hanging.
+    const halfTimeout = Math.ceil((options.operationTimeout * 1000) / 2);
+    const connection: PoolConfig = {
       ...driver.master.options,
-      max: options.poolSize,
-      connectionTimeoutMillis: driver.master.options.connectionTimeoutMillis || 10_000,
+      connectionTimeoutMillis: halfTimeout,
+      query_timeout: halfTimeout,
       keepAlive: true,
-    });
+    };
+    this.pool = new driver.postgres.Pool({ ...connection, max: options.poolSize });
     // An idle connection the server dropped must not crash the app; the next query reconnects.
     this.pool.on('error', () => undefined);
     if (options.notify) {
       this.listener = new PostgresListener(
         (config) => new driver.postgres.Client(config),
-        { ...driver.master.options, application_name: 'nestjs-lockmgr listener' },
+        { ...connection, application_name: 'nestjs-lockmgr listener' },
         this.channel,
         (name) => waiters.wake(name),
         () => waiters.wakeAll(),
