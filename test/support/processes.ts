@@ -3,9 +3,12 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** Compiled test scripts: beside this file when it runs compiled itself (the soak), else in `dist/`. */
+const COMPILED_TESTS = __filename.endsWith('.js') ? join(__dirname, '..') : join(__dirname, '..', '..', 'dist', 'test');
+
 /** Test processes run compiled, from `dist/` (`npm test` builds first). */
 export function compiledScript(relativePath: string): string {
-  const script = join(__dirname, '..', '..', 'dist', 'test', relativePath.replace(/\.ts$/, '.js'));
+  const script = join(COMPILED_TESTS, relativePath.replace(/\.ts$/, '.js'));
   if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" (npm test does) first.`);
   return script;
 }
