@@ -3,6 +3,7 @@ export { LockEntity } from './lock.entity';
 export type { LockRecord } from './lock.entity';
 export { LockService } from './lock.service';
 export type { GetLockOptions, RenewLockOptions, SetLockOptions } from './lock.service';
+export { LockContext } from './lock-context';
 export { LockManager } from './lock-manager';
 export type { LockManagerOptions, ManagerLockOptions, ManagerRenewOptions } from './lock-manager';
 export type { LockSetResult, LockSetStatus } from './lock-set-result';

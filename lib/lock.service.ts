@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { AcquireRequest, HolderInfo, LockDialect } from './dialects/lock-dialect';
 import { LockedError, LockFailError, LockNotFoundError } from './errors';
 import { LockEntity } from './lock.entity';
+import { LockContext } from './lock-context';
 import { LockManager, LockManagerOptions } from './lock-manager';
 import { LockSetResult, toLockSetResult } from './lock-set-result';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
@@ -66,6 +67,28 @@ const RENEW_LOCK_OPTIONS = ['expires', 'addTime', 'create', 'lockedBy', 'lockPro
 const SET_LOCK_OPTIONS = ['timeout', 'fail', 'renew', 'create', 'lockedBy', 'lockProcess'] as const;
 const MANAGER_OPTIONS = [...GET_LOCK_OPTIONS, 'autoRenew', 'minHold'] as const;
 
+/**
+ * @internal The checks of manager options that need neither the database nor the module's options,
+ * so that `@WithLock` can run them when it decorates a method, long before the first call.
+ */
+export function checkManagerOptions(
+  options: unknown,
+  caller: string,
+  known: readonly (keyof LockManagerOptions)[] = MANAGER_OPTIONS,
+): { lockOptions: GetLockOptions; autoRenew: boolean; minHold: number } {
+  const { autoRenew, minHold, ...lockOptions } = checkOptions<LockManagerOptions>(options, `${caller} options`, known);
+  if (lockOptions.expires !== undefined) checkExpires(lockOptions.expires, `${caller} option expires`);
+  checkOptionalSeconds(lockOptions.wait, `${caller} option wait`, MAX_WAIT_SECONDS);
+  return {
+    lockOptions,
+    autoRenew: checkBoolean(autoRenew, `${caller} option autoRenew`) ?? true,
+    minHold: checkOptionalSeconds(minHold, `${caller} option minHold`) ?? 0,
+  };
+}
+
+/** @internal How a locked run ended: the work's value, or the `LockedError` of an acquisition that found the lock held. */
+export type LockedRun<T> = { value: T } | { locked: LockedError };
+
 /** Polling between attempts starts short and backs off, so a busy lock costs the database little. */
 const FIRST_POLL_MS = 25;
 const LAST_POLL_MS = 1000;
@@ -87,7 +110,10 @@ export interface AcquireAttempt {
 @Injectable()
 export class LockService implements BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('LockService');
+  /** Managers handed out by `manager()`: released at shutdown if their owner did not release them. */
   private readonly managers = new Set<LockManager>();
+  /** Runs of `withLock` and `@WithLock` in progress, with their lock names: shutdown waits for them. */
+  private readonly runs = new Map<Promise<unknown>, string>();
 
   constructor(
     @Inject(LOCK_DIALECT) private readonly dialect: LockDialect,
@@ -186,41 +212,71 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
    * themselves until it is released: `await using mgr = await locks.manager('x')`, or `mgr.release()`.
    */
   async manager(name: string, options?: LockManagerOptions): Promise<LockManager> {
-    const given = checkOptions<LockManagerOptions>(options, 'manager options', MANAGER_OPTIONS);
-    const { autoRenew, minHold, ...lockOptions } = given;
-    const settings = {
-      autoRenew: checkBoolean(autoRenew, 'manager option autoRenew') ?? true,
-      minHold: checkOptionalSeconds(minHold, 'manager option minHold') ?? 0,
-    };
-    const attempt = this.checkAcquire(name, lockOptions, 'manager');
+    const manager = await this.openManager(name, options, 'manager');
+    if (manager instanceof LockedError) throw manager;
+    this.managers.add(manager);
+    return manager;
+  }
+
+  /**
+   * Runs `work` while holding `name`, renewing it as needed, and releases it when `work` settles.
+   * Inside `work` (and whatever it calls), `LockContext.current()` describes the lock.
+   */
+  async withLock<T>(name: string, work: (manager: LockManager) => T | Promise<T>, options?: LockManagerOptions): Promise<T> {
+    if (typeof work !== 'function') throw new TypeError('withLock work must be a function.');
+    const outcome = await this.runLocked(name, options, work, 'withLock');
+    if ('locked' in outcome) throw outcome.locked;
+    return outcome.value;
+  }
+
+  /**
+   * @internal What `withLock` and `@WithLock` share: runs `work` holding `name`, or resolves to the
+   * `LockedError` of the acquisition when the lock is held elsewhere, so that a `LockedError` thrown
+   * by `work` itself is never mistaken for it. Application shutdown waits for the run to settle.
+   */
+  runLocked<T>(name: unknown, options: unknown, work: (manager: LockManager) => T | Promise<T>, caller: string): Promise<LockedRun<T>> {
+    const run = this.holdWhile(name, options, work, caller);
+    this.runs.set(run, String(name));
+    const forget = () => this.runs.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async holdWhile<T>(
+    name: unknown,
+    options: unknown,
+    work: (manager: LockManager) => T | Promise<T>,
+    caller: string,
+  ): Promise<LockedRun<T>> {
+    const manager = await this.openManager(name, options, caller);
+    if (manager instanceof LockedError) return { locked: manager };
+    let value: T;
+    try {
+      value = await LockContext.run(manager, () => work(manager));
+    } catch (error) {
+      // The work's own error is the one worth seeing; a failed release only adds to it in the log.
+      await manager.release().catch((releaseError) => this.logger.warn(`Releasing "${manager.mainLock.name}" failed: ${releaseError}`));
+      throw error;
+    }
+    await manager.release();
+    return { value };
+  }
+
+  private async openManager(name: unknown, options: unknown, caller: string): Promise<LockManager | LockedError> {
+    const { lockOptions, autoRenew, minHold } = checkManagerOptions(options, caller);
+    const attempt = this.checkAcquire(name, lockOptions, caller);
     const mainLock = await this.acquire(attempt);
-    if (mainLock instanceof LockedError) throw mainLock;
-    const manager = new LockManager(this, mainLock, {
-      ...settings,
+    if (mainLock instanceof LockedError) return mainLock;
+    const manager: LockManager = new LockManager(this, mainLock, {
+      autoRenew,
+      minHold,
       expires: attempt.request.expires,
       wait: attempt.wait,
       lockedBy: attempt.request.lockedBy,
       lockProcess: attempt.request.lockProcess,
       onRelease: () => this.managers.delete(manager),
     });
-    this.managers.add(manager);
     return manager;
-  }
-
-  /** Runs `work` while holding `name`, renewing it as needed, and releases it when `work` settles. */
-  async withLock<T>(name: string, work: (manager: LockManager) => T | Promise<T>, options?: LockManagerOptions): Promise<T> {
-    if (typeof work !== 'function') throw new TypeError('withLock work must be a function.');
-    const manager = await this.manager(name, options);
-    let result: T;
-    try {
-      result = await work(manager);
-    } catch (error) {
-      // The work's own error is the one worth seeing; a failed release only adds to it in the log.
-      await manager.release().catch((releaseError) => this.logger.warn(`Releasing "${name}" failed: ${releaseError}`));
-      throw error;
-    }
-    await manager.release();
-    return result;
   }
 
   /** @internal Checks the arguments of an acquisition, before any database call. */
@@ -304,15 +360,29 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
     throw new TypeError(`${caller} lock must be a lock name or a LockEntity handle.`);
   }
 
-  /** Locks held through managers, `withLock` or `@WithLock` are released before the app stops. */
+  /**
+   * Before the app's resources close: a running `withLock` or `@WithLock` keeps (and renews) its lock
+   * until its work settles, so no work goes on unlocked; then the managers still open are released.
+   */
   async beforeApplicationShutdown(): Promise<void> {
+    await this.settle();
+  }
+
+  /** Runs that began while the app was shutting down (requests the HTTP server was finishing) settle too. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.settle();
+    await this.dialect.close();
+  }
+
+  private async settle(): Promise<void> {
+    if (this.runs.size > 0) {
+      const names = [...new Set(this.runs.values())].map((name) => `"${name}"`).join(', ');
+      this.logger.log(`Shutting down: waiting for the work holding ${names} to finish.`);
+    }
+    while (this.runs.size > 0) await Promise.allSettled([...this.runs.keys()]);
     const releases = [...this.managers].map((manager) =>
       manager.release().catch((error) => this.logger.warn(`Releasing "${manager.mainLock.name}" at shutdown failed: ${error}`)),
     );
     await Promise.all(releases);
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.dialect.close();
   }
 }
