@@ -12,3 +12,5 @@ export type { LockMgrModuleExtras } from './lockmgr.module-definition';
 export type { LockMgrModuleOptions } from './lockmgr-options';
 export { createLockTableMigration, CreateLockTable1764115200000 } from './lock-table.migration';
 export type { LockTableMigrationOptions } from './lock-table.migration';
+export { WithLock } from './with-lock.decorator';
+export type { LockNameFactory, WithLockOptions } from './with-lock.decorator';
