@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { AcquireRequest, HolderInfo, LockDialect } from './dialects/lock-dialect';
 import { LockedError, LockFailError, LockNotFoundError } from './errors';
@@ -108,12 +108,14 @@ export interface AcquireAttempt {
  * a connection of its own, outside any transaction of the caller, and reads the database's clock.
  */
 @Injectable()
-export class LockService implements BeforeApplicationShutdown, OnApplicationShutdown {
+export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('LockService');
   /** Managers handed out by `manager()`: released at shutdown if their owner did not release them. */
   private readonly managers = new Set<LockManager>();
   /** Runs of `withLock` and `@WithLock` in progress, with their lock names: shutdown waits for them. */
   private readonly runs = new Map<Promise<unknown>, string>();
+  /** Aborted when the application starts shutting down: waits for a lock end there. */
+  private readonly shuttingDown = new AbortController();
 
   constructor(
     @Inject(LOCK_DIALECT) private readonly dialect: LockDialect,
@@ -298,15 +300,23 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
     const giveUpAt = performance.now() + wait * 1000;
+    const shutdown = this.shuttingDown.signal;
+    const pauseSignal = signal ? AbortSignal.any([signal, shutdown]) : shutdown;
     for (let attempt = 0; ; attempt++) {
       const requestedAt = performance.now();
       const result = await this.dialect.acquire(request);
       if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
       const now = performance.now();
-      if (now >= giveUpAt) return new LockedError(request.name, result.holder);
+      // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
+      if (now >= giveUpAt || shutdown.aborted) return new LockedError(request.name, result.holder);
       const poll = Math.min(LAST_POLL_MS, FIRST_POLL_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
       const pause = Math.min(giveUpAt - now, poll, this.untilExpiry(result.holder));
-      await this.dialect.waitForRelease(request.name, pause, signal);
+      try {
+        await this.dialect.waitForRelease(request.name, pause, pauseSignal);
+      } catch (error) {
+        if (signal?.aborted || !shutdown.aborted) throw error;
+        return new LockedError(request.name, result.holder);
+      }
     }
   }
 
@@ -358,6 +368,11 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
       return { name, owner: handle.owner };
     }
     throw new TypeError(`${caller} lock must be a lock name or a LockEntity handle.`);
+  }
+
+  /** The first step of shutting down: acquisitions still waiting for a lock give up, as if their `wait` had run out. */
+  onModuleDestroy(): void {
+    this.shuttingDown.abort();
   }
 
   /**

@@ -230,6 +230,23 @@ describeEachDatabase('LockManager and withLock', (database) => {
     }
   });
 
+  it('shutdown ends the wait of a withLock for a lock held elsewhere with LockedError, without running its work', async () => {
+    const isolationShutdown = uniqueName('drain_wait');
+    const other = await createLockApp(database, isolationShutdown);
+    try {
+      await other.locks.getLock(name, { expires: 600 });
+      let ran = false;
+      // A wait longer than the test's timeout: the test only ends if shutdown stops it.
+      const outcome = other.locks.withLock(name, () => (ran = true), { wait: 600 }).catch((error: unknown) => error);
+      await sleep(100);
+      await other.close();
+      expect(await outcome).toBeInstanceOf(LockedError);
+      expect(ran).toBe(false);
+    } finally {
+      await dropLockTable(database, isolationShutdown);
+    }
+  });
+
   it('releases managed locks when the application shuts down', async () => {
     const isolationShutdown = uniqueName('shutdown');
     const other = await createLockApp(database, isolationShutdown);
