@@ -27,7 +27,9 @@ export class LockCleanupService implements OnApplicationBootstrap, OnModuleDestr
     if (this.options.cleanupInterval === 0) return;
     const registry = this.findSchedulerRegistry();
     if (!registry) {
-      this.logger.debug('ScheduleModule is not imported: expired locks are not deleted (they count as free anyway).');
+      this.logger.debug(
+        'No clean-up task without ScheduleModule.forRoot() from @nestjs/schedule in the app: expired locks stay in the table (they count as free anyway).',
+      );
       return;
     }
     const name = `lockmgr-cleanup:${this.options.tableName}`;
