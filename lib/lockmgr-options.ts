@@ -55,7 +55,7 @@ const KNOWN_OPTIONS = [
   'operationTimeout',
 ] as const;
 
-/** The table name is spliced into SQL and suffixed for its helper objects, which PostgreSQL caps at 63 characters. */
+/** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
 export const MAX_TABLE_NAME_LENGTH = 40;
 
 /** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
