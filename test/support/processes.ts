@@ -1,16 +1,25 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-/** Compiled test scripts: beside this file when it runs compiled itself (the soak), else in `dist/`. */
-const COMPILED_TESTS = __filename.endsWith('.js') ? join(__dirname, '..') : join(__dirname, '..', '..', 'dist', 'test');
+/** The repository: above `test/support/`, or above `dist/test/support/` when this file runs compiled itself (the soak). */
+const PACKAGE_ROOT = __filename.endsWith('.js') ? join(__dirname, '..', '..', '..') : join(__dirname, '..', '..');
 
 /** Test processes run compiled, from `dist/` (`npm test` builds first). */
-export function compiledScript(relativePath: string): string {
-  const script = join(COMPILED_TESTS, relativePath.replace(/\.ts$/, '.js'));
+function compiled(script: string): string {
   if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" (npm test does) first.`);
   return script;
+}
+
+export function compiledScript(relativePath: string): string {
+  return compiled(join(PACKAGE_ROOT, 'dist', 'test', relativePath.replace(/\.ts$/, '.js')));
+}
+
+/** The `nestjs-lockmgr` command, where the package's `bin` points, as npm installs it. */
+export function compiledCommand(): string {
+  const { bin } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  return compiled(join(PACKAGE_ROOT, bin['nestjs-lockmgr']));
 }
 
 export interface Finished {
@@ -103,4 +112,25 @@ export class ScriptProcess {
 /** Runs a compiled test script as its own process and resolves when it exits. */
 export function runScript(relativePath: string, args: string[] = [], options: ScriptOptions = {}): Promise<Finished> {
   return new ScriptProcess(relativePath, args, options).finished;
+}
+
+export interface CommandOptions {
+  /** Typed on the command's standard input, which then ends. */
+  input?: string;
+  /** The whole environment of the command: nothing is inherited, so no DATABASE_URL of this shell leaks in. */
+  env?: Record<string, string>;
+}
+
+/** Runs `nestjs-lockmgr` with `args`, as a user would from a shell, and resolves when it exits. */
+export function runCommand(args: string[], options: CommandOptions = {}): Promise<Finished> {
+  const child = spawn(process.execPath, [compiledCommand(), ...args], { env: { PATH: process.env.PATH ?? '', ...options.env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  child.stdin.end(options.input ?? '');
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
 }
