@@ -78,6 +78,14 @@ export function planSetLock(existing: LockRecord | null, request: SetLocksReques
 }
 
 /**
+ * The locks of a `setLocks` request in one fixed order, the order its row (or advisory) locks are taken
+ * in: two concurrent setLock calls then never wait on each other in a cycle.
+ */
+export function inLockingOrder(locks: AcquireRequest[]): AcquireRequest[] {
+  return [...locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
  * The small surface every database implements. Each method is one short transaction of its own, on a
  * connection no caller transaction can be using, and reads time from the database's clock only.
  * Records returned describe live locks only: an expired row is treated as absent everywhere.

@@ -5,6 +5,7 @@ import { checkIdentifier } from '../validation';
 import {
   AcquireRequest,
   AcquireResult,
+  inLockingOrder,
   LockDialect,
   planSetLock,
   ReleaseRequest,
@@ -262,9 +263,7 @@ export class PostgresDialect implements LockDialect {
   async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
     return this.transaction<SetLocksResult>(async (client) => {
       const steps = new Map<string, SetLockStep>();
-      // One fixed order for the per-name advisory locks, so two concurrent setLock calls cannot deadlock.
-      const ordered = [...request.locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      for (const lock of ordered) {
+      for (const lock of inLockingOrder(request.locks)) {
         await this.run(client, 'lockName', [this.advisoryClass, lock.name]);
         const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
         const existing = rows.length ? toRecord(rows[0]) : null;
