@@ -157,7 +157,7 @@ export class SqliteDialect implements LockDialect {
     const missing = ['owner', 'fencing_token'].filter((column) => !columns.some((c) => c.name === column));
     if (missing.length > 0) {
       throw new Error(
-        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MySQL to share locks with Django.`,
+        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MariaDB to share locks with Django.`,
       );
     }
     const declared = /\((\d+)\)/.exec(columns.find((column) => column.name === 'name')!.type);
