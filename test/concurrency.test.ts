@@ -1,4 +1,5 @@
-import { LockedError } from '../lib';
+import { LockedError, LockEntity } from '../lib';
+import { DjangoService } from './support/django-lockmgr';
 import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
@@ -19,30 +20,63 @@ describeEachDatabase('Concurrent acquirers', (database) => {
     await dropLockTable(database, isolation);
   });
 
-  async function race(name: string, options = {}) {
+  async function race(name: string, options = {}): Promise<PromiseSettledResult<LockEntity>[]> {
     const calls = apps.flatMap((app) => Array.from({ length: CALLS_PER_INSTANCE }, () => app.locks.getLock(name, options)));
     return Promise.allSettled(calls);
   }
 
+  function expectOneWinner(outcomes: PromiseSettledResult<unknown>[]) {
+    const winners = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+    const losers = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+    expect(winners).toHaveLength(1);
+    expect(losers).toHaveLength(INSTANCES * CALLS_PER_INSTANCE - 1);
+    for (const reason of losers) expect(reason).toBeInstanceOf(LockedError);
+  }
+
   it('of one free name: exactly one wins, every other gets LockedError', async () => {
+    for (let round = 0; round < 15; round++) expectOneWinner(await race(`free-${round}`));
+  });
+
+  it('of one name released a moment before: exactly one wins, every other gets LockedError', async () => {
+    // A deleted row lingers in the index until it is purged: inserting its name again is where
+    // concurrent inserters meet on gap locks (InnoDB deadlocks them).
     for (let round = 0; round < 15; round++) {
-      const outcomes = await race(`free-${round}`);
-      const winners = outcomes.filter((outcome) => outcome.status === 'fulfilled');
-      const losers = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
-      expect(winners).toHaveLength(1);
-      expect(losers).toHaveLength(INSTANCES * CALLS_PER_INSTANCE - 1);
-      for (const reason of losers) expect(reason).toBeInstanceOf(LockedError);
+      const name = `released-${round}`;
+      await apps[0].locks.unlock(await apps[0].locks.getLock(name));
+      expectOneWinner(await race(name));
     }
   });
+
+  // SQLite has one writer per file: a transaction this process held open would block the process itself.
+  if (database.kind !== 'sqlite') {
+    it('of one name another service inserted, then rolled back while they waited: exactly one wins', async () => {
+      // When the inserter rolls back, the waiters all insert at once: InnoDB deadlocks them on gap locks.
+      const django = await DjangoService.connect(database, isolation, isolation);
+      try {
+        for (let round = 0; round < 5; round++) {
+          const name = `rolled-back-${round}`;
+          const failure = new Error('the Django view failed');
+          let outcomes: Promise<PromiseSettledResult<LockEntity>[]> | undefined;
+          const djangoGetLock = django.getLock(name, 60, async () => {
+            outcomes = race(name);
+            await sleep(100);
+            throw failure;
+          });
+          await expect(djangoGetLock).rejects.toBe(failure);
+          expectOneWinner(await outcomes!);
+        }
+      } finally {
+        await django.stop();
+      }
+    });
+  }
 
   it('of one expired name: exactly one takes it over', async () => {
     for (let round = 0; round < 5; round++) {
       const name = `expired-${round}`;
       await apps[0].locks.getLock(name, { expires: 0.2 });
       await sleep(300);
-      const outcomes = await race(name);
-      expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
-      for (const outcome of outcomes) if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(LockedError);
+      expectOneWinner(await race(name));
     }
   });
 
