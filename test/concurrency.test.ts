@@ -1,5 +1,4 @@
-import { LockedError, LockEntity } from '../lib';
-import { DjangoService } from './support/django-lockmgr';
+import { LockedError, LockEntity, LockFailError } from '../lib';
 import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
@@ -49,24 +48,25 @@ describeEachDatabase('Concurrent acquirers', (database) => {
 
   // SQLite has one writer per file: a transaction this process held open would block the process itself.
   if (database.kind !== 'sqlite') {
-    it('of one name another service inserted, then rolled back while they waited: exactly one wins', async () => {
-      // When the inserter rolls back, the waiters all insert at once: InnoDB deadlocks them on gap locks.
-      const django = await DjangoService.connect(database, isolation, isolation);
-      try {
-        for (let round = 0; round < 5; round++) {
-          const name = `rolled-back-${round}`;
-          const failure = new Error('the Django view failed');
-          let outcomes: Promise<PromiseSettledResult<LockEntity>[]> | undefined;
-          const djangoGetLock = django.getLock(name, 60, async () => {
-            outcomes = race(name);
-            await sleep(100);
-            throw failure;
-          });
-          await expect(djangoGetLock).rejects.toBe(failure);
-          expectOneWinner(await outcomes!);
-        }
-      } finally {
-        await django.stop();
+    it('of one name a failing setLock created, then rolled back while they waited: exactly one wins', async () => {
+      // When the insert is rolled back, the waiters all insert at once: InnoDB deadlocks them on gap locks.
+      const [app, other] = apps;
+      await app.locks.getLock('zz-held', { expires: 60 });
+      for (let round = 0; round < 5; round++) {
+        const name = `rolled-back-${round}`;
+        // A row lock on the held name, so that setLock waits there after it has inserted `name`.
+        const blocker = app.dataSource.createQueryRunner();
+        await blocker.startTransaction();
+        const parameter = database.kind === 'postgres' ? '$1' : '?';
+        await blocker.query(`SELECT name FROM ${app.dataSource.driver.escape(isolation)} WHERE name = ${parameter} FOR UPDATE`, ['zz-held']);
+        const failing = other.locks.setLock([name, 'zz-held'], { fail: true }).catch((error: unknown) => error);
+        await sleep(100);
+        const outcomes = race(name);
+        await sleep(100);
+        await blocker.commitTransaction();
+        await blocker.release();
+        expect(await failing).toBeInstanceOf(LockFailError);
+        expectOneWinner(await outcomes);
       }
     });
   }

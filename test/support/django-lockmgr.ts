@@ -65,10 +65,8 @@ export class DjangoService {
   /**
    * django-lockmgr's `get_lock`: deletes expired locks, looks for the name FOR UPDATE in a transaction,
    * and inserts it if missing. Says whether Django got the lock (false: it would raise `Locked`).
-   * `beforeCommit` runs once the row is inserted; if it throws, the transaction rolls back, as when
-   * the Django view that took the lock fails inside its `transaction.atomic()` block.
    */
-  async getLock(name: string, expires: number, beforeCommit?: () => Promise<void>): Promise<boolean> {
+  async getLock(name: string, expires: number): Promise<boolean> {
     const runner = this.dataSource.createQueryRunner();
     await runner.startTransaction();
     try {
@@ -83,7 +81,6 @@ export class DjangoService {
         `INSERT INTO ${this.quoted} (name, locked_by, lock_process, locked_until, created_at, updated_at) VALUES (${this.placeholders(6)})`,
         [name, 'django-host', 4321, this.time(now + expires * 1000), this.time(now), this.time(now)],
       );
-      await beforeCommit?.();
       await runner.commitTransaction();
       return true;
     } catch (error) {
