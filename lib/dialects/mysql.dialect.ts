@@ -16,6 +16,7 @@ import {
   SetLockStep,
 } from './lock-dialect';
 import { ReleaseWaiters } from './release-waiters';
+import { inTransaction, TransactionOutcome } from './transaction';
 
 export interface MysqlDialectOptions {
   tableName: string;
@@ -460,22 +461,17 @@ export class MysqlDialect implements LockDialect {
     await this.pool.end();
   }
 
-  /** Runs `work` in a transaction on one connection, and commits only if it asks to. */
-  private async transaction<T>(work: (connection: PoolConnection) => Promise<{ commit: boolean; result: T }>): Promise<T> {
+  /** Runs `work` in a transaction on a connection of the pool, and commits only if it asks to. */
+  private async transaction<T>(work: (connection: PoolConnection) => Promise<TransactionOutcome<T>>): Promise<T> {
     const connection = await this.pool.getConnection();
-    let broken = false;
-    try {
-      await connection.beginTransaction();
-      const { commit, result } = await work(connection);
-      await (commit ? connection.commit() : connection.rollback());
-      return result;
-    } catch (error) {
-      await connection.rollback().catch(() => (broken = true));
-      throw error;
-    } finally {
-      // A connection that could not even roll back is closed instead of going back to the pool.
-      if (broken) connection.destroy();
-      else connection.release();
-    }
+    return inTransaction(
+      {
+        begin: () => connection.beginTransaction(),
+        commit: () => connection.commit(),
+        rollback: () => connection.rollback(),
+        release: (broken) => (broken ? connection.destroy() : connection.release()),
+      },
+      () => work(connection),
+    );
   }
 }

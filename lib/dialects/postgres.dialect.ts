@@ -15,6 +15,7 @@ import {
   SetLockStep,
 } from './lock-dialect';
 import { ReleaseWaiters } from './release-waiters';
+import { inTransaction, TransactionOutcome } from './transaction';
 
 export interface PostgresDialectOptions {
   tableName: string;
@@ -291,21 +292,17 @@ export class PostgresDialect implements LockDialect {
     await this.pool.end();
   }
 
-  /** Runs `work` in a transaction on one connection, and commits only if it asks to. */
-  private async transaction<T>(work: (client: PoolClient) => Promise<{ commit: boolean; result: T }>): Promise<T> {
+  /** Runs `work` in a transaction on a connection of the pool, and commits only if it asks to. */
+  private async transaction<T>(work: (client: PoolClient) => Promise<TransactionOutcome<T>>): Promise<T> {
     const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const { commit, result } = await work(client);
-      await client.query(commit ? 'COMMIT' : 'ROLLBACK');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
-      throw error;
-    } finally {
-      // A connection that could not even roll back is closed instead of going back to the pool.
-      client.release(broken);
-    }
+    return inTransaction(
+      {
+        begin: () => client.query('BEGIN'),
+        commit: () => client.query('COMMIT'),
+        rollback: () => client.query('ROLLBACK'),
+        release: (broken) => client.release(broken),
+      },
+      () => work(client),
+    );
   }
 }
