@@ -71,3 +71,17 @@ export class LockLostError extends LockMgrError {
     super(`Lock "${lockName}" was lost: ${reason}.`, options);
   }
 }
+
+/**
+ * The database failed a lock operation (unreachable, restarted, too slow for the `operationTimeout`).
+ * Nothing is known of the lock's state: treat it as not held. `cause` is the driver's error.
+ */
+export class LockDatabaseError extends LockMgrError {
+  constructor(
+    readonly lockName: string | undefined,
+    action: string,
+    cause: unknown,
+  ) {
+    super(`Could not ${action}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}

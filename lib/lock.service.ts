@@ -1,7 +1,7 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { AcquireRequest, HolderInfo, LockDialect } from './dialects/lock-dialect';
-import { LockedError, LockFailError, LockNotFoundError } from './errors';
+import type { AcquireRequest, HolderInfo, LockDialect, ReleaseWaiting } from './dialects/lock-dialect';
+import { LockDatabaseError, LockedError, LockFailError, LockMgrError, LockNotFoundError } from './errors';
 import { LockEntity } from './lock.entity';
 import { LockManager, LockManagerOptions } from './lock-manager';
 import { LockSetResult, toLockSetResult } from './lock-set-result';
@@ -66,9 +66,8 @@ const RENEW_LOCK_OPTIONS = ['expires', 'addTime', 'create', 'lockedBy', 'lockPro
 const SET_LOCK_OPTIONS = ['timeout', 'fail', 'renew', 'create', 'lockedBy', 'lockProcess'] as const;
 const MANAGER_OPTIONS = [...GET_LOCK_OPTIONS, 'autoRenew', 'minHold'] as const;
 
-/** Polling between attempts starts short and backs off, so a busy lock costs the database little. */
+/** Where releases are not announced, polling starts this short and backs off to the `pollInterval` option. */
 const FIRST_POLL_MS = 25;
-const LAST_POLL_MS = 1000;
 /** Expired rows deleted per statement, so a clean-up never holds many row locks at once. */
 const CLEANUP_BATCH = 1000;
 
@@ -113,7 +112,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
    */
   async unlock(lock: LockEntity | string): Promise<boolean> {
     const { name, owner } = this.checkLockReference(lock, 'unlock');
-    return this.dialect.release({ name, owner });
+    return this.database(`release lock "${name}"`, name, this.dialect.release({ name, owner }));
   }
 
   /**
@@ -129,7 +128,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
     const create = checkBoolean(given.create, 'renewLock option create') ?? false;
     const creation = this.checkRequest(name, expires, given, 'renewLock');
     const requestedAt = performance.now();
-    const renewed = await this.dialect.renew({ name, owner, expires, mode: addTime ? 'add' : 'extend' });
+    const renewed = await this.database(`renew lock "${name}"`, name, this.dialect.renew({ name, owner, expires, mode: addTime ? 'add' : 'extend' }));
     if (renewed) return LockEntity.fromRecord(renewed, requestedAt);
     if (!create) throw new LockNotFoundError(name);
     const created = await this.acquire({ request: creation, wait: 0 });
@@ -140,7 +139,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   /** Whether `name` (or the name of a handle) is held by anyone right now. */
   async isLocked(lock: LockEntity | string): Promise<boolean> {
     const { name } = this.checkLockReference(lock, 'isLocked');
-    return (await this.dialect.find(name)) !== null;
+    return (await this.database(`look up lock "${name}"`, name, this.dialect.find(name))) !== null;
   }
 
   /**
@@ -160,7 +159,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
     const distinct = [...new Set(list.map((name, index) => this.checkName(name, `setLock names[${index}]`)))];
     const locks = distinct.map((name) => this.checkRequest(name, expires, given, 'setLock'));
     const requestedAt = performance.now();
-    const result = await this.dialect.setLocks({ locks, fail, renew, create });
+    const result = await this.database(`set locks ${distinct.map((n) => `"${n}"`).join(', ')}`, undefined, this.dialect.setLocks({ locks, fail, renew, create }));
     if ('conflict' in result) throw new LockFailError(LockEntity.fromRecord(result.conflict, requestedAt));
     return toLockSetResult(result.steps, requestedAt);
   }
@@ -169,7 +168,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   async cleanLocks(): Promise<number> {
     let total = 0;
     for (;;) {
-      const deleted = await this.dialect.deleteExpired(CLEANUP_BATCH);
+      const deleted = await this.database('delete expired locks', undefined, this.dialect.deleteExpired(CLEANUP_BATCH));
       total += deleted;
       if (deleted < CLEANUP_BATCH) return total;
     }
@@ -178,7 +177,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   /** Every live lock, ordered by name. */
   async listLocks(): Promise<LockEntity[]> {
     const requestedAt = performance.now();
-    return (await this.dialect.list()).map((record) => LockEntity.fromRecord(record, requestedAt));
+    return (await this.database('list locks', undefined, this.dialect.list())).map((record) => LockEntity.fromRecord(record, requestedAt));
   }
 
   /**
@@ -242,16 +241,35 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
     const giveUpAt = performance.now() + wait * 1000;
-    for (let attempt = 0; ; attempt++) {
-      const requestedAt = performance.now();
-      const result = await this.dialect.acquire(request);
-      if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
-      const now = performance.now();
-      if (now >= giveUpAt) return new LockedError(request.name, result.holder);
-      const poll = Math.min(LAST_POLL_MS, FIRST_POLL_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
-      const pause = Math.min(giveUpAt - now, poll, this.untilExpiry(result.holder));
-      await this.dialect.waitForRelease(request.name, pause, signal);
+    let waiting: ReleaseWaiting | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const requestedAt = performance.now();
+        const result = await this.database(`acquire lock "${request.name}"`, request.name, this.dialect.acquire(request));
+        if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
+        const now = performance.now();
+        if (now >= giveUpAt) return new LockedError(request.name, result.holder);
+        waiting ??= this.dialect.subscribe(request.name);
+        const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(result.holder));
+        await waiting.sleep(pause, signal).catch((error: unknown) => {
+          if (signal?.aborted && error === signal.reason) throw error;
+          throw new LockDatabaseError(request.name, `wait for lock "${request.name}"`, error);
+        });
+      }
+    } finally {
+      waiting?.close();
     }
+  }
+
+  /**
+   * Where releases are announced, polling is a safety net at the `pollInterval`; elsewhere it is how
+   * releases are found, so it starts fast and backs off to it. Jitter keeps waiters that failed
+   * together from all coming back together.
+   */
+  private pollDelay(attempt: number): number {
+    const longest = this.options.pollInterval * 1000;
+    const backoff = this.dialect.announcesReleases ? longest : Math.min(longest, FIRST_POLL_MS * 2 ** attempt);
+    return backoff * (0.5 + Math.random() / 2);
   }
 
   /** Milliseconds until the holder's lease ends, by the database's clock (a little after, never before). */
@@ -263,8 +281,18 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   /** @internal Renews a handle that must still own its lock; null when it no longer does. */
   async renewOwned(lock: LockEntity, expires: number | null, mode: 'extend' | 'add' | 'set'): Promise<LockEntity | null> {
     const requestedAt = performance.now();
-    const renewed = await this.dialect.renew({ name: lock.name, owner: lock.owner, expires, mode });
+    const renewed = await this.database(`renew lock "${lock.name}"`, lock.name, this.dialect.renew({ name: lock.name, owner: lock.owner, expires, mode }));
     return renewed && LockEntity.fromRecord(renewed, requestedAt);
+  }
+
+  /** A database failure becomes a `LockDatabaseError` saying what could not be done. */
+  private async database<T>(action: string, lockName: string | undefined, operation: Promise<T>): Promise<T> {
+    try {
+      return await operation;
+    } catch (error) {
+      if (error instanceof LockMgrError) throw error;
+      throw new LockDatabaseError(lockName, action, error);
+    }
   }
 
   private checkName(name: unknown, argument: string): string {

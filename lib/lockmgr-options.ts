@@ -15,6 +15,19 @@ export interface LockMgrModuleOptions {
   ensureTable?: boolean;
   /** Connections of the lock operations' own pool (PostgreSQL, MySQL). Default 10. */
   poolSize?: number;
+  /**
+   * PostgreSQL: announce releases with LISTEN/NOTIFY, so a waiter in another process gets a released
+   * lock within milliseconds. Turn it off behind a pooler that does not support LISTEN (PgBouncer in
+   * transaction mode); waiters then poll. Default true.
+   */
+  notify?: boolean;
+  /** The longest pause, in seconds, between two attempts of a waiting acquirer (attempts back off to it). Default 1. */
+  pollInterval?: number;
+  /**
+   * Seconds one lock operation may take, connecting included, before it fails with `LockDatabaseError`
+   * (a database that is down, restarting or unreachable). Default 5.
+   */
+  operationTimeout?: number;
 }
 
 export interface ResolvedLockMgrOptions {
@@ -25,9 +38,22 @@ export interface ResolvedLockMgrOptions {
   cleanupInterval: number;
   ensureTable: boolean;
   poolSize: number;
+  notify: boolean;
+  pollInterval: number;
+  operationTimeout: number;
 }
 
-const KNOWN_OPTIONS = ['tableName', 'defaultExpires', 'lockedBy', 'cleanupInterval', 'ensureTable', 'poolSize'] as const;
+const KNOWN_OPTIONS = [
+  'tableName',
+  'defaultExpires',
+  'lockedBy',
+  'cleanupInterval',
+  'ensureTable',
+  'poolSize',
+  'notify',
+  'pollInterval',
+  'operationTimeout',
+] as const;
 
 /** The table name is spliced into SQL and suffixed for its helper objects, which PostgreSQL caps at 63 characters. */
 export const MAX_TABLE_NAME_LENGTH = 40;
@@ -47,5 +73,8 @@ export function resolveLockMgrOptions(options: unknown): ResolvedLockMgrOptions 
     cleanupInterval: checkSeconds(given.cleanupInterval ?? 60, 'LockMgrModule option cleanupInterval'),
     ensureTable: checkBoolean(given.ensureTable, 'LockMgrModule option ensureTable') ?? true,
     poolSize,
+    notify: checkBoolean(given.notify, 'LockMgrModule option notify') ?? true,
+    pollInterval: checkSeconds(given.pollInterval ?? 1, 'LockMgrModule option pollInterval', 3600, 0.01),
+    operationTimeout: checkSeconds(given.operationTimeout ?? 5, 'LockMgrModule option operationTimeout', 600, 0.1),
   };
 }

@@ -77,6 +77,13 @@ export function planSetLock(existing: LockRecord | null, request: SetLocksReques
   return request.create ? 'create' : 'skip';
 }
 
+/** A waiting acquirer's sleeps between attempts; `close` when the wait ends. */
+export interface ReleaseWaiting {
+  /** Resolves when `name` may have been released (by any process), or after `timeoutMs`; rejects when `signal` aborts. */
+  sleep(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  close(): void;
+}
+
 /**
  * The locks of a `setLocks` request in one fixed order, the order its row (or advisory) locks are taken
  * in: two concurrent setLock calls then never wait on each other in a cycle.
@@ -93,6 +100,11 @@ export function inLockingOrder(locks: AcquireRequest[]): AcquireRequest[] {
 export interface LockDialect {
   /** The longest lock name the table's `name` column holds. */
   readonly maxNameLength: number;
+  /**
+   * Whether releases in other processes wake this process's waiters (PostgreSQL's NOTIFY). Then polling
+   * is only a safety net; otherwise it is how other processes' releases are found, so it starts fast.
+   */
+  readonly announcesReleases: boolean;
   /** Creates or completes the lock table; safe when many instances start at once. */
   ensureTable(): Promise<void>;
   /** Reads the table's shape (such as `maxNameLength`); called once at start-up, after `ensureTable` if enabled. */
@@ -107,7 +119,7 @@ export interface LockDialect {
   /** Deletes up to `limit` expired rows and says how many it deleted. */
   deleteExpired(limit: number): Promise<number>;
   setLocks(request: SetLocksRequest): Promise<SetLocksResult>;
-  /** Resolves when `name` may have been released (by any process), or after `timeoutMs`. */
-  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** Starts a waiting acquirer's interest in releases of `name`, for the rest of its wait. */
+  subscribe(name: string): ReleaseWaiting;
   close(): Promise<void>;
 }

@@ -10,6 +10,7 @@ import {
   LockDialect,
   planSetLock,
   ReleaseRequest,
+  ReleaseWaiting,
   RenewRequest,
   SetLocksRequest,
   SetLocksResult,
@@ -21,6 +22,8 @@ import { inTransaction, TransactionOutcome } from './transaction';
 export interface MysqlDialectOptions {
   tableName: string;
   poolSize: number;
+  /** Seconds an operation may take, connecting included. */
+  operationTimeout: number;
 }
 
 /**
@@ -209,8 +212,6 @@ function mysqlStatements({ table, sequence, counter }: MysqlNames, server: Mysql
   };
 }
 
-type Executor = Pool | PoolConnection;
-
 /** How long `ensureTable` waits for another instance that is creating the table. */
 const SCHEMA_LOCK_SECONDS = 60;
 
@@ -243,6 +244,7 @@ const microseconds = (seconds: number | null) => (seconds === null ? null : Math
  */
 export class MysqlDialect implements LockDialect {
   maxNameLength = 255;
+  readonly announcesReleases = false;
   private readonly pool: Pool;
   private readonly names: MysqlNames;
   private serverDetection?: Promise<MysqlServer>;
@@ -264,6 +266,8 @@ export class MysqlDialect implements LockDialect {
     const core = driver.mysql.createPool({
       ...driver.createConnectionOptions(driver.options, driver.options.replication?.master ?? driver.options),
       connectionLimit: options.poolSize,
+      // Connecting gets half the operation's time, so an unreachable server fails an operation within it.
+      connectTimeout: Math.ceil((options.operationTimeout * 1000) / 2),
       // The lock operations read rows their own way, whatever the app chose for its pool: times as
       // Dates in UTC, four-byte UTF-8 (emoji in names), values bound by name and never in the SQL text.
       timezone: 'Z',
@@ -355,7 +359,7 @@ export class MysqlDialect implements LockDialect {
         return { commit: true, result: { acquired: true, lock: await this.grant(connection, row) } };
       });
     }
-    const [rows] = await this.pool.execute<MysqlRow[]>(this.sql.acquire, this.claimValues(request));
+    const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.acquire, this.claimValues(request)));
     // One row per copy in the VALUES list; the last is the row as the statement left it.
     const row = rows[rows.length - 1];
     if (row.owner === request.owner) return { acquired: true, lock: toRecord(row) };
@@ -385,7 +389,9 @@ export class MysqlDialect implements LockDialect {
 
   async release(request: ReleaseRequest): Promise<boolean> {
     const [result] = await retryDeadlocks(() =>
-      this.pool.execute<ResultSetHeader>(this.sql.release, { name: request.name, owner: request.owner }),
+      this.withConnection((connection) =>
+        connection.execute<ResultSetHeader>(this.sql.release, { name: request.name, owner: request.owner }),
+      ),
     );
     const released = result.affectedRows > 0;
     if (released) this.waiters.wake(request.name);
@@ -393,30 +399,32 @@ export class MysqlDialect implements LockDialect {
   }
 
   renew(request: RenewRequest): Promise<LockRecord | null> {
-    return retryDeadlocks(() => this.renewWith(this.pool, request));
+    return retryDeadlocks(() => this.withConnection((connection) => this.renewWith(connection, request)));
   }
 
-  private async renewWith(executor: Executor, request: RenewRequest): Promise<LockRecord | null> {
+  private async renewWith(connection: PoolConnection, request: RenewRequest): Promise<LockRecord | null> {
     const { name, owner, mode, expires } = request;
-    const [result] = await executor.execute<ResultSetHeader>(this.sql.renew, { name, owner, mode, microseconds: microseconds(expires) });
+    const [result] = await connection.execute<ResultSetHeader>(this.sql.renew, { name, owner, mode, microseconds: microseconds(expires) });
     if (result.affectedRows === 0) return null;
-    const [rows] = await executor.execute<MysqlRow[]>(this.sql.renewed, { name, token: result.insertId });
+    const [rows] = await connection.execute<MysqlRow[]>(this.sql.renewed, { name, token: result.insertId });
     return rows.length ? toRecord(rows[0]) : null;
   }
 
   async find(name: string): Promise<LockRecord | null> {
-    const [rows] = await this.pool.execute<MysqlRow[]>(this.sql.find, { name });
+    const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.find, { name }));
     return rows.length ? toRecord(rows[0]) : null;
   }
 
   async list(): Promise<LockRecord[]> {
-    const [rows] = await this.pool.execute<MysqlRow[]>(this.sql.list);
+    const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.list));
     return rows.map(toRecord);
   }
 
   async deleteExpired(limit: number): Promise<number> {
     // A string: MySQL refuses LIMIT bound as the DOUBLE that mysql2 sends for a number.
-    const [result] = await retryDeadlocks(() => this.pool.execute<ResultSetHeader>(this.sql.deleteExpired, { limit: String(limit) }));
+    const [result] = await retryDeadlocks(() =>
+      this.withConnection((connection) => connection.execute<ResultSetHeader>(this.sql.deleteExpired, { limit: String(limit) })),
+    );
     return result.affectedRows;
   }
 
@@ -453,8 +461,8 @@ export class MysqlDialect implements LockDialect {
     });
   }
 
-  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return this.waiters.wait(name, timeoutMs, signal);
+  subscribe(name: string): ReleaseWaiting {
+    return this.waiters.subscribe(name);
   }
 
   async close(): Promise<void> {
@@ -462,16 +470,54 @@ export class MysqlDialect implements LockDialect {
   }
 
   /** Runs `work` in a transaction on a connection of the pool, and commits only if it asks to. */
-  private async transaction<T>(work: (connection: PoolConnection) => Promise<TransactionOutcome<T>>): Promise<T> {
-    const connection = await this.pool.getConnection();
-    return inTransaction(
-      {
-        begin: () => connection.beginTransaction(),
-        commit: () => connection.commit(),
-        rollback: () => connection.rollback(),
-        release: (broken) => (broken ? connection.destroy() : connection.release()),
-      },
-      () => work(connection),
+  private transaction<T>(work: (connection: PoolConnection) => Promise<TransactionOutcome<T>>): Promise<T> {
+    return this.withConnection((connection) =>
+      inTransaction(
+        {
+          begin: () => connection.beginTransaction(),
+          commit: () => connection.commit(),
+          rollback: () => connection.rollback(),
+          // A connection that could not even roll back is closed; `withConnection` gives back the others.
+          release: (broken) => broken && connection.destroy(),
+        },
+        () => work(connection),
+      ),
     );
+  }
+
+  /**
+   * Runs `work` on a connection of the pool, failing it once the operation timeout has passed,
+   * waiting for a connection included. A connection still busy then is closed, not given back: a
+   * server that stopped answering may still answer late, and that answer must reach no other operation.
+   */
+  private async withConnection<T>(work: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    const seconds = this.options.operationTimeout;
+    let connection: PoolConnection | undefined;
+    let overran = false;
+    let timer: NodeJS.Timeout | undefined;
+    const operation = (async () => {
+      connection = await this.pool.getConnection();
+      if (overran) return connection.release();
+      try {
+        return await work(connection);
+      } finally {
+        // Gives a connection back to the pool unless it was closed meanwhile (then this does nothing).
+        connection.release();
+      }
+    })();
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        overran = true;
+        connection?.destroy();
+        reject(new Error(`The database did not answer within ${seconds} seconds (the operationTimeout option).`));
+      }, seconds * 1000);
+    });
+    // Once the deadline has passed, how the operation ends no longer matters.
+    operation.catch(() => undefined);
+    try {
+      return (await Promise.race([operation, deadline])) as T;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

@@ -8,18 +8,24 @@ import {
   inLockingOrder,
   LockDialect,
   planSetLock,
+  ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
   SetLocksRequest,
   SetLocksResult,
   SetLockStep,
 } from './lock-dialect';
+import { PostgresListener } from './postgres-listener';
 import { ReleaseWaiters } from './release-waiters';
 import { inTransaction, TransactionOutcome } from './transaction';
 
 export interface PostgresDialectOptions {
   tableName: string;
   poolSize: number;
+  /** Announce releases with NOTIFY to waiters LISTENing in other processes. */
+  notify: boolean;
+  /** Seconds an operation may take, connecting included. */
+  operationTimeout: number;
 }
 
 type Executor = Pick<Pool, 'query'> | PoolClient;
@@ -54,7 +60,8 @@ export function postgresSchemaStatements(tableName: string, schema?: string): st
     )`,
     `ALTER TABLE ${table}
       ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
-      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}')`,
+      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}'),
+      ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false`,
     `ALTER SEQUENCE ${sequence} OWNED BY ${table}.fencing_token`,
   ];
 }
@@ -95,14 +102,21 @@ function postgresStatements({ table, sequence }: PostgresNames) {
     // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
     // no other acquisition of the name can draw a token and be granted in between, so tokens of a
     // name grow in the order its acquisitions are granted, even when a row is inserted afresh.
+    // A name seen held is left alone before any lock is taken, so a failed attempt only reads: it
+    // takes no row lock (which would hold up the holder's release) and commits nothing.
     acquire: `WITH acquired AS (
         INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
         SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
           clock.at, clock.at, nextval('${sequence}')
-        FROM (SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at OFFSET 0) AS clock
+        FROM (
+          SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at
+          WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = $1 AND ${LIVE})
+          OFFSET 0
+        ) AS clock
         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_by = excluded.locked_by,
           lock_process = excluded.lock_process, locked_until = excluded.locked_until,
-          created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token
+          created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token,
+          waiting = false
         WHERE held.locked_until <= excluded.created_at
         RETURNING fencing_token, created_at, locked_until
       )
@@ -111,10 +125,29 @@ function postgresStatements({ table, sequence }: PostgresNames) {
       UNION ALL
       SELECT false, NULL, NULL, locked_until, locked_by, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8
       FROM ${table} WHERE name = $1 AND NOT EXISTS (SELECT FROM acquired)`,
+    // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
+    // transactions, so a release that always notified would lose much of its throughput.
+    // A release does not wait for its commit to reach the disk (synchronous_commit off, for this
+    // statement only): if the database crashed before the flush, the lock would stay held until its
+    // lease ended, which delays others but never lets two hold it. The next acquisition's durable
+    // commit flushes the release with it, since the log is written in order.
     release: `WITH released AS (
-        DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until
+        DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until, waiting
+      ), notified AS (
+        SELECT pg_notify($3::text, $1) FROM released WHERE waiting AND $3 IS NOT NULL
       )
-      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released FROM released`,
+      SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT count(*) FROM notified) AS notified,
+        set_config('synchronous_commit', 'off', true) AS synchronous_commit
+      FROM released`,
+    // Only the first waiter writes the flag; the others read, so a crowd of waiters costs no commits.
+    // Losing a flag in a crash only costs a NOTIFY (the waiter still polls), so it does not wait for the disk.
+    markWaiting: `WITH held AS (
+        SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
+        FROM ${table} WHERE name = $1::varchar AND ${LIVE}
+      ), flagged AS (
+        UPDATE ${table} SET waiting = true WHERE name = $1 AND ${LIVE} AND NOT waiting
+      )
+      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM held`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
@@ -149,6 +182,8 @@ export class PostgresDialect implements LockDialect {
   private readonly schema?: string;
   private readonly advisoryClass: number;
   private readonly sql: ReturnType<typeof postgresStatements>;
+  /** Present when releases are announced with NOTIFY. */
+  private readonly listener?: PostgresListener;
 
   constructor(
     dataSource: DataSource,
@@ -162,14 +197,36 @@ export class PostgresDialect implements LockDialect {
     this.sql = postgresStatements(this.names);
     // A pool of our own, with the app's connection settings: a lock operation must not queue behind, or
     // deadlock with, app transactions that hold every connection of the app's pool while they wait for a lock.
-    this.pool = new driver.postgres.Pool({
+    // Connecting and answering each get half the operation's time, so an unreachable or frozen
+    // database fails an operation within it instead of hanging.
+    const halfTimeout = Math.ceil((options.operationTimeout * 1000) / 2);
+    const connection: PoolConfig = {
       ...driver.master.options,
-      max: options.poolSize,
-      connectionTimeoutMillis: driver.master.options.connectionTimeoutMillis || 10_000,
+      connectionTimeoutMillis: halfTimeout,
+      query_timeout: halfTimeout,
       keepAlive: true,
-    });
+    };
+    this.pool = new driver.postgres.Pool({ ...connection, max: options.poolSize });
     // An idle connection the server dropped must not crash the app; the next query reconnects.
     this.pool.on('error', () => undefined);
+    if (options.notify) {
+      this.listener = new PostgresListener(
+        (config) => new driver.postgres.Client(config),
+        { ...connection, application_name: 'nestjs-lockmgr listener' },
+        this.channel,
+        (name) => waiters.wake(name),
+        () => waiters.wakeAll(),
+      );
+    }
+  }
+
+  get announcesReleases(): boolean {
+    return this.listener !== undefined;
+  }
+
+  /** The NOTIFY channel of this table's releases. */
+  private get channel(): string {
+    return this.options.tableName;
   }
 
   /** Runs a prepared statement: PostgreSQL parses and plans it once per connection. */
@@ -235,7 +292,7 @@ export class PostgresDialect implements LockDialect {
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
-    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner]);
+    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.listener ? this.channel : null]);
     const released = rows[0].released > 0;
     if (released) this.waiters.wake(request.name);
     return released;
@@ -284,11 +341,27 @@ export class PostgresDialect implements LockDialect {
     });
   }
 
-  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return this.waiters.wait(name, timeoutMs, signal);
+  subscribe(name: string): ReleaseWaiting {
+    const subscription = this.waiters.subscribe(name);
+    const listener = this.listener;
+    if (!listener) return subscription;
+    // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
+    const announce = async () => {
+      await listener.listening();
+      const { rows } = await this.run(this.pool, 'markWaiting', [name]);
+      if (rows.length === 0) return 0;
+      const secondsLeft: number | null = rows[0].seconds_left;
+      // Wake when the lease ends too: an expiry announces nothing.
+      return secondsLeft === null ? Infinity : Math.max(0, secondsLeft * 1000) + 1;
+    };
+    return {
+      sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
+      close: () => subscription.close(),
+    };
   }
 
   async close(): Promise<void> {
+    await this.listener?.close();
     await this.pool.end();
   }
 

@@ -6,6 +6,7 @@ import {
   AcquireResult,
   LockDialect,
   planSetLock,
+  ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
   SetLocksRequest,
@@ -16,8 +17,8 @@ import { ReleaseWaiters } from './release-waiters';
 
 export interface SqliteDialectOptions {
   tableName: string;
-  /** How long a statement waits for another process's write to finish, in milliseconds. */
-  busyTimeoutMs?: number;
+  /** Seconds a statement may wait for another process's write to finish. */
+  operationTimeout: number;
 }
 
 interface SqliteNames {
@@ -96,6 +97,7 @@ function toRecord(row: SqliteRow): LockRecord {
  */
 export class SqliteDialect implements LockDialect {
   maxNameLength = 255;
+  readonly announcesReleases = false;
   private readonly database: Database;
   private readonly statements: Record<string, Statement>;
 
@@ -111,7 +113,7 @@ export class SqliteDialect implements LockDialect {
       );
     }
     const driver = dataSource.driver as unknown as { sqlite: new (file: string, options: object) => Database };
-    this.database = new driver.sqlite(file, { timeout: options.busyTimeoutMs ?? 5000 });
+    this.database = new driver.sqlite(file, { timeout: options.operationTimeout * 1000 });
     // WAL lets readers run beside the one writer, so processes sharing the file wait less on each other.
     this.database.pragma('journal_mode = WAL');
     this.statements = {};
@@ -280,8 +282,8 @@ export class SqliteDialect implements LockDialect {
     });
   }
 
-  waitForRelease(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return this.waiters.wait(name, timeoutMs, signal);
+  subscribe(name: string): ReleaseWaiting {
+    return this.waiters.subscribe(name);
   }
 
   async close(): Promise<void> {

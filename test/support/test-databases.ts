@@ -56,12 +56,19 @@ export function uniqueName(prefix: string): string {
 }
 
 /**
- * Defines `suite` once per database. A server that was unreachable at start-up skips its suites
- * (the global set-up printed why and how to start it); under CI=true the global set-up fails instead.
+ * Defines `suite` for one database. A server that was unreachable at start-up skips its suites (the
+ * global set-up printed why and how to start it); under CI=true the global set-up fails instead.
  */
+export function describeOnDatabase(database: TestDatabase, title: string, suite: (database: TestDatabase) => void): void {
+  const define = database.available ? describe : describe.skip;
+  define(`${title} on ${database.label}`, () => suite(database));
+}
+
+/** Defines `suite` once per database. */
 export function describeEachDatabase(title: string, suite: (database: TestDatabase) => void): void {
-  for (const database of testDatabases) {
-    const define = database.available ? describe : describe.skip;
-    define(`${title} on ${database.label}`, () => suite(database));
-  }
+  for (const database of testDatabases) describeOnDatabase(database, title, suite);
+}
+
+export function testDatabase(kind: TestDatabase['kind']): TestDatabase {
+  return testDatabases.find((database) => database.kind === kind)!;
 }

@@ -1,22 +1,24 @@
 /**
- * One instance of a clustered app, as its own OS process: it increments a shared counter file
- * (read, pause, write: a lost update if two run at once) under a lock, `iterations` times, and
- * appends the fencing token of each write to a log, as a fenced resource would record them.
+ * One instance of a clustered app, as its own OS process. For each of its lock names it keeps a
+ * resource on disk: a counter it increments under the lock (read, pause, write: an update is lost
+ * if two run at once), and the log of the fencing tokens its writes carried, as a fenced resource
+ * would record them. It takes the names in turn, `iterations` times each.
  */
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { DataSourceOptions } from 'typeorm';
 import { LockMgrModule, LockService } from '../../lib';
 
 export interface CounterWorkerSettings {
   dataSourceOptions: DataSourceOptions;
   tableName: string;
-  lockName: string;
+  lockNames: string[];
   iterations: number;
-  counterFile: string;
-  tokenLog: string;
+  /** Holds `<name>.counter` and `<name>.tokens` for each lock name. */
+  resourceDirectory: string;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -32,14 +34,16 @@ async function main(settings: CounterWorkerSettings): Promise<void> {
 
   const app = await NestFactory.createApplicationContext(WorkerModule, { logger: ['error', 'warn'] });
   const locks = app.get(LockService);
-  for (let i = 0; i < settings.iterations; i++) {
+  for (let i = 0; i < settings.iterations * settings.lockNames.length; i++) {
+    const name = settings.lockNames[i % settings.lockNames.length];
+    const counter = join(settings.resourceDirectory, `${name}.counter`);
     await locks.withLock(
-      settings.lockName,
+      name,
       async (manager) => {
-        const value = Number(readFileSync(settings.counterFile, 'utf8'));
+        const value = Number(readFileSync(counter, 'utf8'));
         await sleep(1);
-        writeFileSync(settings.counterFile, String(value + 1));
-        appendFileSync(settings.tokenLog, `${manager.fencingToken}\n`);
+        writeFileSync(counter, String(value + 1));
+        appendFileSync(join(settings.resourceDirectory, `${name}.tokens`), `${manager.fencingToken}\n`);
       },
       { wait: 120, expires: 30 },
     );

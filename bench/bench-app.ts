@@ -1,0 +1,59 @@
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DataSourceOptions } from 'typeorm';
+import { LockMgrModule, LockMgrModuleOptions, LockService } from '../lib';
+
+/** The servers measured: the local ones, or those the test suite is pointed at. */
+export const POSTGRES_URL = process.env.LOCKMGR_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const MYSQL_URL = process.env.LOCKMGR_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+export const REDIS_URL = process.env.LOCKMGR_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const SQLITE_FILE = join(tmpdir(), `lockmgr-bench-${process.pid}.sqlite`);
+
+/** How the many-waits process names its connections, so they can be counted. */
+export const WAITS_APPLICATION_NAME = 'lockmgr-bench-waits';
+
+export type BenchDatabase = 'postgres' | 'mariadb' | 'sqlite';
+
+export function benchDataSourceOptions(database: BenchDatabase, extra: Partial<DataSourceOptions> = {}): DataSourceOptions {
+  const base: DataSourceOptions =
+    database === 'postgres'
+      ? { type: 'postgres', url: POSTGRES_URL }
+      : database === 'mariadb'
+        ? { type: 'mariadb', url: MYSQL_URL }
+        : { type: 'better-sqlite3', database: SQLITE_FILE };
+  return { ...base, ...extra } as DataSourceOptions;
+}
+
+export function removeSqliteFile(): void {
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${SQLITE_FILE}${suffix}`, { force: true });
+}
+
+let apps = 0;
+
+export interface BenchApp {
+  locks: LockService;
+  close(): Promise<void>;
+}
+
+/** A Nest application context with the lock module, as an app instance would have it. */
+export async function createBenchApp(
+  database: BenchDatabase,
+  options: LockMgrModuleOptions,
+  dataSourceExtra: Partial<DataSourceOptions> = {},
+): Promise<BenchApp> {
+  // Several apps share this process; each data source gets a name of its own.
+  const name = `bench-${++apps}`;
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot({ ...benchDataSourceOptions(database, dataSourceExtra), name }),
+      LockMgrModule.forRoot({ cleanupInterval: 0, ...options, dataSource: name }),
+    ],
+  })
+  class BenchModule {}
+  const app = await NestFactory.createApplicationContext(BenchModule, { logger: ['error', 'warn'] });
+  return { locks: app.get(LockService), close: () => app.close() };
+}

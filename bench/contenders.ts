@@ -1,0 +1,120 @@
+import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { Pool } from 'pg';
+import Redlock from 'redlock';
+import { DataSource } from 'typeorm';
+import { BenchDatabase, createBenchApp, POSTGRES_URL, REDIS_URL } from './bench-app';
+
+/**
+ * One way of taking and releasing an uncontended lock. `pair(worker)` takes and releases the
+ * worker's own lock once; `concurrency` workers call it in parallel.
+ */
+export interface Contender {
+  label: string;
+  pair(worker: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const LEASE_SECONDS = 60;
+
+export const LIMIT = 'limit: pg, unnamed statements, narrow table';
+
+/** `LockService`, as an app uses it. */
+export async function lockServiceContender(
+  label: string,
+  database: BenchDatabase,
+  tableName: string,
+  concurrency: number,
+  notify = true,
+): Promise<Contender> {
+  const app = await createBenchApp(database, { tableName, poolSize: concurrency, notify });
+  return {
+    label,
+    pair: async (worker) => {
+      const lock = await app.locks.getLock(`worker-${worker}`, { expires: LEASE_SECONDS });
+      await app.locks.unlock(lock);
+    },
+    close: () => app.close(),
+  };
+}
+
+/**
+ * The limit: the same two statements, an atomic upsert that takes a free or expired name and an
+ * owner-checked delete that commits without waiting for the disk, sent straight through `pg` as
+ * unnamed statements on a narrow table (no fencing token, no bookkeeping). A lock library cannot
+ * cost less than this on PostgreSQL.
+ */
+export async function limitContender(concurrency: number): Promise<Contender> {
+  const pool = new Pool({ connectionString: POSTGRES_URL, max: concurrency });
+  await pool.query(`DROP TABLE IF EXISTS bench_limit_lock`);
+  await pool.query(`CREATE TABLE bench_limit_lock (name varchar(255) PRIMARY KEY, owner varchar(36) NOT NULL, locked_until timestamptz)`);
+  const acquire = `INSERT INTO bench_limit_lock AS held (name, owner, locked_until)
+    VALUES ($1, $2, clock_timestamp() + $3 * interval '1 second')
+    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_until = excluded.locked_until
+    WHERE held.locked_until <= clock_timestamp() RETURNING owner`;
+  // Like LockService's, the release does not wait for the disk: losing it in a crash only delays others.
+  const release = `WITH released AS (DELETE FROM bench_limit_lock WHERE name = $1 AND owner = $2 RETURNING 1)
+    SELECT count(*), set_config('synchronous_commit', 'off', true) FROM released`;
+  return {
+    label: LIMIT,
+    pair: async (worker) => {
+      const name = `worker-${worker}`;
+      const owner = randomUUID();
+      const { rowCount } = await pool.query(acquire, [name, owner, LEASE_SECONDS]);
+      if (rowCount !== 1) throw new Error(`The limit failed to take ${name}.`);
+      await pool.query(release, [name, owner]);
+    },
+    close: async () => {
+      await pool.query(`DROP TABLE IF EXISTS bench_limit_lock`);
+      await pool.end();
+    },
+  };
+}
+
+/**
+ * The naive port: django-lockmgr's way in TypeORM. A transaction checks for the row with
+ * `SELECT … FOR UPDATE`, then inserts it; release deletes it.
+ */
+export async function naivePortContender(concurrency: number): Promise<Contender> {
+  const dataSource = await new DataSource({ type: 'postgres', url: POSTGRES_URL, poolSize: concurrency }).initialize();
+  await dataSource.query(`DROP TABLE IF EXISTS bench_naive_lock`);
+  await dataSource.query(`CREATE TABLE bench_naive_lock (
+    name varchar(100) PRIMARY KEY, locked_by varchar(100), lock_process integer, locked_until timestamptz,
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)`);
+  return {
+    label: 'naive port: TypeORM transaction, SELECT … FOR UPDATE then INSERT',
+    pair: async (worker) => {
+      const name = `worker-${worker}`;
+      await dataSource.transaction(async (manager) => {
+        const existing = await manager.query(`SELECT name FROM bench_naive_lock WHERE name = $1 FOR UPDATE`, [name]);
+        if (existing.length > 0) throw new Error(`The naive port found ${name} locked.`);
+        await manager.query(
+          `INSERT INTO bench_naive_lock (name, locked_by, lock_process, locked_until, created_at, updated_at)
+           VALUES ($1, 'bench', $2, now() + interval '60 seconds', now(), now())`,
+          [name, process.pid],
+        );
+      });
+      await dataSource.query(`DELETE FROM bench_naive_lock WHERE name = $1`, [name]);
+    },
+    close: async () => {
+      await dataSource.query(`DROP TABLE IF EXISTS bench_naive_lock`);
+      await dataSource.destroy();
+    },
+  };
+}
+
+/** node-redlock on the local Redis: the peer most Nest users reach for. */
+export async function redlockContender(): Promise<Contender> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const redlock = new Redlock([redis], { retryCount: 0 });
+  return {
+    label: 'node-redlock on Redis',
+    pair: async (worker) => {
+      const lock = await redlock.acquire([`lockmgr-bench:worker-${worker}`], LEASE_SECONDS * 1000);
+      await lock.release();
+    },
+    close: async () => {
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,243 @@
+/**
+ * `npm run bench`: measures nestjs-lockmgr against the limit (the same statements through `pg`
+ * alone) and its peers, side by side in one run, and prints one table of ratios (also written to
+ * bench/results.md). Ratios, not absolute rates, are what hold on a noisy machine.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { createBenchApp, POSTGRES_URL, removeSqliteFile, WAITS_APPLICATION_NAME } from './bench-app';
+import { Contender, LIMIT, limitContender, lockServiceContender, naivePortContender, redlockContender } from './contenders';
+import { measureInSlices, percentile } from './slices';
+import { WorkerProcess } from './worker-process';
+
+const SLICES = { rounds: Number(process.env.BENCH_ROUNDS ?? 12), sliceMs: 300 };
+const HANDOFF_SAMPLES = { notify: 200, polling: 60 };
+const CONTENDED_PROCESSES = 8;
+const CONTENDED_MS = 5000;
+const LIVE_LOCKS = 100_000;
+const WAITS = 1000;
+
+interface Row {
+  measure: string;
+  result: string;
+  ratio: string;
+  target: string;
+  met?: boolean;
+}
+
+const rows: Row[] = [];
+const format = (value: number, digits = 0) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const rate = (value: number) => `${format(value)}/s`;
+const times = (value: number) => `${format(value, 2)} ×`;
+
+function row(measure: string, result: string, ratio = '', target = '', met?: boolean): void {
+  rows.push({ measure, result, ratio, target, met });
+  console.log(`  ${measure}: ${result} ${ratio} ${target} ${met === undefined ? '' : met ? 'met' : 'MISSED'}`);
+}
+
+const LOCK_SERVICE = 'LockService, PostgreSQL';
+const LOCK_SERVICE_QUIET = 'LockService, PostgreSQL, NOTIFY off';
+
+/** Uncontended acquire+release pairs per second at one concurrency, every contender side by side. */
+async function uncontended(concurrency: number): Promise<Map<string, number>> {
+  console.log(`Uncontended pairs, concurrency ${concurrency}`);
+  const contenders: Contender[] = [
+    await limitContender(concurrency),
+    await lockServiceContender(LOCK_SERVICE, 'postgres', 'bench_lock', concurrency),
+    await lockServiceContender(LOCK_SERVICE_QUIET, 'postgres', 'bench_quiet_lock', concurrency, false),
+    await naivePortContender(concurrency),
+    await lockServiceContender('LockService, SQLite', 'sqlite', 'bench_lock', concurrency),
+    await lockServiceContender('LockService, MariaDB', 'mariadb', 'bench_lock', concurrency),
+    await redlockContender(),
+  ];
+  try {
+    const rates = await measureInSlices(contenders, concurrency, SLICES);
+    const limit = rates.get(LIMIT)!;
+    const ours = rates.get(LOCK_SERVICE)!;
+    for (const { label } of contenders) {
+      const value = rates.get(label)!;
+      if (label === LOCK_SERVICE) row(`c=${concurrency}: ${label}`, rate(value), `${times(value / limit)} limit`, '≥ 0.95 × limit', value / limit >= 0.95);
+      else if (label === LOCK_SERVICE_QUIET) row(`c=${concurrency}: ${label}`, rate(value), `NOTIFY on = ${times(ours / value)} off`, concurrency === 16 ? '≥ 0.9' : '', concurrency === 16 ? ours / value >= 0.9 : undefined);
+      else if (label.startsWith('naive')) row(`c=${concurrency}: ${label}`, rate(value), `LockService = ${times(ours / value)} naive`, '≥ 1.6', ours / value >= 1.6);
+      else if (label === LIMIT) row(`c=${concurrency}: ${label}`, rate(value), '1.00 × limit');
+      else row(`c=${concurrency}: ${label}`, rate(value), `${times(value / limit)} limit`);
+    }
+    return rates;
+  } finally {
+    for (const contender of contenders) await contender.close();
+    removeSqliteFile();
+  }
+}
+
+/** Release in one process, acquisition in another: how long the lock takes to change hands. */
+async function handoff(notify: boolean, samples: number): Promise<number[]> {
+  const mode = notify ? 'notify' : 'polling';
+  const holder = new WorkerProcess('handoff-worker.js', ['bench_handoff_lock', mode]);
+  const waiter = new WorkerProcess('handoff-worker.js', ['bench_handoff_lock', mode]);
+  await Promise.all([holder.next(), waiter.next()]);
+  const latencies: number[] = [];
+  try {
+    for (let sample = -5; sample < samples; sample++) {
+      const name = `handoff-${mode}-${sample}`;
+      await holder.request({ type: 'acquire', name });
+      await waiter.request({ type: 'wait', name });
+      // Let the waiter fail its first attempt and settle into waiting.
+      await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 20));
+      const released = await holder.request<{ at: string }>({ type: 'release', name });
+      const acquired = await waiter.next<{ at: string }>();
+      if (sample >= 0) latencies.push(Number(BigInt(acquired.at) - BigInt(released.at)) / 1e6);
+    }
+  } finally {
+    await Promise.all([holder.stop(), waiter.stop()]);
+  }
+  return latencies;
+}
+
+/** Several processes looping acquire → release on one name: critical sections per second. */
+async function contended(): Promise<number> {
+  const workers = Array.from({ length: CONTENDED_PROCESSES }, () => new WorkerProcess('contended-worker.js', ['bench_contended_lock']));
+  await Promise.all(workers.map((worker) => worker.next()));
+  try {
+    const done = await Promise.all(workers.map((worker) => worker.request<{ sections: number }>({ type: 'go', durationMs: CONTENDED_MS })));
+    return done.reduce((sum, { sections }) => sum + sections, 0) / (CONTENDED_MS / 1000);
+  } finally {
+    await Promise.all(workers.map((worker) => worker.stop()));
+  }
+}
+
+/** Uncontended pairs per second on a table holding many live locks, against an empty table. */
+async function grownTable(): Promise<{ grown: number; empty: number }> {
+  const concurrency = 16;
+  const grown = await lockServiceContender(`with ${format(LIVE_LOCKS)} live locks`, 'postgres', 'bench_grown_lock', concurrency);
+  const empty = await lockServiceContender('empty table', 'postgres', 'bench_empty_lock', concurrency);
+  const client = new Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await client.query(`DELETE FROM bench_grown_lock`);
+    await client.query(
+      `INSERT INTO bench_grown_lock (name, owner, locked_by, lock_process, locked_until, created_at, updated_at)
+       SELECT 'live-' || i, gen_random_uuid()::text, 'bench', 0, clock_timestamp() + interval '1 hour', now(), now()
+       FROM generate_series(1, $1::int) AS i`,
+      [LIVE_LOCKS],
+    );
+    await client.query('VACUUM ANALYZE bench_grown_lock');
+    await client.query('VACUUM ANALYZE bench_empty_lock');
+    const rates = await measureInSlices([grown, empty], concurrency, SLICES);
+    return { grown: rates.get(grown.label)!, empty: rates.get(empty.label)! };
+  } finally {
+    await client.query(`DELETE FROM bench_grown_lock`);
+    await client.end();
+    await grown.close();
+    await empty.close();
+  }
+}
+
+/** Many concurrent waits in one process: memory and connections they use. */
+async function manyWaits(): Promise<{ growthMb: number; listeners: number; poolConnections: number; acquired: number }> {
+  const table = 'bench_waits_lock';
+  const holder = await createBenchApp('postgres', { tableName: table });
+  const names = Array.from({ length: WAITS }, (_, i) => `wait-${i}`);
+  const waiter = new WorkerProcess('waits-worker.js', [table], ['--expose-gc']);
+  const client = new Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await waiter.next();
+    const { locks } = await holder.locks.setLock(names, { timeout: 0 });
+    await waiter.request({ type: 'start', names });
+    for (;;) {
+      const { rows: flagged } = await client.query(`SELECT count(*)::int AS count FROM ${table} WHERE waiting`);
+      if (flagged[0].count === WAITS) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const { growth } = await waiter.request<{ growth: number }>({ type: 'measure' });
+    const { rows: connections } = await client.query(
+      `SELECT count(*) FILTER (WHERE application_name = 'nestjs-lockmgr listener' AND query = $1)::int AS listeners,
+              count(*) FILTER (WHERE application_name = $2)::int AS pool
+       FROM pg_stat_activity`,
+      [`LISTEN "${table}"`, WAITS_APPLICATION_NAME],
+    );
+    await Promise.all(locks.map((lock) => holder.locks.unlock(lock)));
+    const { acquired } = await waiter.request<{ acquired: number }>({ type: 'finish' });
+    return { growthMb: growth / 2 ** 20, listeners: connections[0].listeners, poolConnections: connections[0].pool, acquired };
+  } finally {
+    await client.end();
+    await waiter.stop();
+    await holder.close();
+  }
+}
+
+function table(): string {
+  const lines = ['| Measure | Result | Ratio | Target | Met |', '|---|---|---|---|---|'];
+  for (const { measure, result, ratio, target, met } of rows) {
+    lines.push(`| ${measure} | ${result} | ${ratio} | ${target} | ${met === undefined ? '' : met ? 'yes' : '**no**'} |`);
+  }
+  return lines.join('\n');
+}
+
+/** The sections, in order; `npm run bench -- handoff contended` runs only those named. */
+const SECTIONS = ['uncontended', 'handoff', 'contended', 'table', 'waits'] as const;
+
+async function main(): Promise<void> {
+  const chosen = process.argv.slice(2);
+  const unknown = chosen.filter((name) => !SECTIONS.includes(name as never));
+  if (unknown.length) throw new Error(`Unknown benchmark sections ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}.`);
+  const runs = (section: (typeof SECTIONS)[number]) => chosen.length === 0 || chosen.includes(section);
+  const started = performance.now();
+  let one: Map<string, number> | undefined;
+
+  if (runs('uncontended')) {
+    one = await uncontended(1);
+    await uncontended(16);
+  }
+
+  if (runs('handoff')) {
+    console.log('Hand-off between processes');
+    const notified = await handoff(true, HANDOFF_SAMPLES.notify);
+    const [p50, p99] = [percentile(notified, 0.5), percentile(notified, 0.99)];
+    row('hand-off with NOTIFY, p50 / p99', `${format(p50, 2)} ms / ${format(p99, 2)} ms`, '', '≤ 3 ms / ≤ 25 ms', p50 <= 3 && p99 <= 25);
+    if (one) {
+      const pairLatencyMs = 1000 / one.get(LOCK_SERVICE)!;
+      row('hand-off p50 against one uncontended pair (c=1)', `pair ${format(pairLatencyMs, 2)} ms`, `${times(p50 / pairLatencyMs)} pair`, '≤ 5 ×', p50 <= 5 * pairLatencyMs);
+    }
+    const polled = await handoff(false, HANDOFF_SAMPLES.polling);
+    row('hand-off polling only, p50 / p99', `${format(percentile(polled, 0.5), 2)} ms / ${format(percentile(polled, 0.99), 2)} ms`);
+  }
+
+  if (runs('contended')) {
+    console.log('Contended');
+    const sections = await contended();
+    if (one) {
+      const limitOne = one.get(LIMIT)!;
+      row(`${CONTENDED_PROCESSES} processes on one name`, `${rate(sections)} critical sections`, `${times(sections / limitOne)} limit c=1`, '≥ 0.25', sections / limitOne >= 0.25);
+    } else row(`${CONTENDED_PROCESSES} processes on one name`, `${rate(sections)} critical sections`);
+  }
+
+  if (runs('table')) {
+    console.log('Table size');
+    const { grown, empty } = await grownTable();
+    row(`${format(LIVE_LOCKS)} live locks in the table (c=16)`, `${rate(grown)} against ${rate(empty)} empty`, `${times(grown / empty)} empty`, '≥ 0.9', grown / empty >= 0.9);
+  }
+
+  if (runs('waits')) {
+    console.log('Many waits');
+    const waits = await manyWaits();
+    row(
+      `${format(WAITS)} concurrent waits on distinct names`,
+      `RSS +${format(waits.growthMb, 1)} MB; ${waits.listeners} listening connection, ${waits.poolConnections} pool connections; ${waits.acquired} acquired after release`,
+      '',
+      '< 50 MB, 1 listening connection',
+      waits.growthMb < 50 && waits.listeners === 1 && waits.acquired === WAITS,
+    );
+  }
+
+  const minutes = (performance.now() - started) / 60_000;
+  const markdown = `${table()}\n\nMeasured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, in ${format(minutes, 1)} minutes; c = concurrent callers in one process.\n`;
+  console.log(`\n${markdown}`);
+  if (chosen.length === 0) writeFileSync(join(__dirname, '..', '..', 'bench', 'results.md'), markdown);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

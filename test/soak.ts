@@ -1,0 +1,208 @@
+/**
+ * `npm run soak`: minutes of load with faults, on every database that answers. Worker processes
+ * (some with clocks an hour off) loop over fenced read-modify-write sections on a few lock names,
+ * some freeze past their lease, while the soak kills workers with SIGKILL, kills their database
+ * connections, and restarts PostgreSQL. A violation is a sign of two holders at once: a write the
+ * fenced resource turned away although its holder had not been told it lost the lock, or a log out
+ * of sequence. At the end it prints a table, and fails if there was any. SOAK_SECONDS sets the time per database (default 60);
+ * SOAK_DATABASES (e.g. "sqlite,postgres") picks databases (default: all).
+ * It restarts the local PostgreSQL server: run it when nothing else needs that server.
+ */
+import { execSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { createLockApp, dropLockTable } from './support/lock-app';
+import { compiledScript, ScriptProcess } from './support/processes';
+import { POSTGRES_URL, testDatabases, TestDatabase, uniqueName } from './support/test-databases';
+import type { SoakWorkerSettings, SoakWorkerStats } from './workers/soak-worker';
+
+const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
+const DATABASES = process.env.SOAK_DATABASES?.split(',');
+const WORKERS = 6;
+const LOCK_NAMES = ['alpha', 'beta', 'gamma'];
+const HOUR = 3600_000;
+const FAULT_EVERY_MS = 4000;
+
+type Fault = 'kill' | 'connections' | 'restart';
+
+interface Summary {
+  database: string;
+  seconds: number;
+  stats: SoakWorkerStats;
+  faults: Record<Fault, number>;
+  writes: number;
+  violations: string[];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const emptyStats = (): SoakWorkerStats => ({ sections: 0, fencedOff: 0, heldTwice: 0, databaseErrors: 0, timedOut: 0, freezes: 0, lost: 0 });
+const addStats = (total: SoakWorkerStats, more: SoakWorkerStats) => {
+  for (const key of Object.keys(total) as (keyof SoakWorkerStats)[]) total[key] += more[key];
+};
+
+/** A worker process, restarted after it is killed; its statistics survive its deaths. */
+class SoakInstance {
+  private process!: ScriptProcess;
+  private latest = emptyStats();
+  private readonly earlier = emptyStats();
+
+  constructor(
+    private readonly settings: SoakWorkerSettings,
+    private readonly clockSkewMs: number,
+  ) {
+    this.start();
+  }
+
+  private start(): void {
+    const process = new ScriptProcess('workers/soak-worker.ts', [JSON.stringify(this.settings)], {
+      execArgv: ['-r', compiledScript('workers/skewed-clock.ts')],
+      env: { CLOCK_SKEW_MS: String(this.clockSkewMs) },
+    });
+    this.process = process;
+    this.latest = emptyStats();
+    const follow = (): Promise<void> =>
+      process.nextEvent<SoakWorkerStats>().then(
+        (stats) => {
+          if (this.process === process) this.latest = stats;
+          return follow();
+        },
+        () => undefined,
+      );
+    void follow();
+  }
+
+  async kill(): Promise<void> {
+    this.process.kill('SIGKILL');
+    await this.process.finished;
+    addStats(this.earlier, this.latest);
+    this.start();
+  }
+
+  async stop(): Promise<SoakWorkerStats> {
+    this.process.kill('SIGTERM');
+    const { code, stderr } = await this.process.finished;
+    // No exit code: SIGTERM arrived before the worker had set up its handler (it had just restarted).
+    if (code !== 0 && code !== null) throw new Error(`A soak worker failed (exit code ${code}): ${stderr}`);
+    const total = emptyStats();
+    addStats(total, this.earlier);
+    addStats(total, this.latest);
+    return total;
+  }
+}
+
+/** Kills the database connections the workers hold, as a server under pressure or a failover would. */
+async function killConnections(database: TestDatabase, table: string): Promise<void> {
+  if (database.kind !== 'postgres') return;
+  const client = new Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await client.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'`,
+      [table],
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+function restartPostgres(): void {
+  execSync('pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main restart -m fast', { stdio: 'ignore' });
+}
+
+/** Every sign of two holders at once in one resource's log: a value out of sequence or a token going back. */
+function checkLog(name: string, text: string): string[] {
+  const violations: string[] = [];
+  const lines = text.trimEnd().split('\n').filter(Boolean);
+  lines.forEach((line, i) => {
+    const [token, value] = line.split(' ').map(Number);
+    if (value !== i + 1) violations.push(`${name}: write ${i + 1} wrote value ${value}`);
+    if (i > 0 && token <= Number(lines[i - 1].split(' ')[0])) violations.push(`${name}: write ${i + 1} carried token ${token} after ${lines[i - 1]}`);
+  });
+  return violations;
+}
+
+async function soak(database: TestDatabase): Promise<Summary> {
+  const table = uniqueName('soak');
+  await (await createLockApp(database, table)).close();
+  const resourceDirectory = mkdtempSync(join(tmpdir(), `${table}-`));
+  for (const name of LOCK_NAMES) writeFileSync(join(resourceDirectory, `${name}.log`), '');
+  const settings: SoakWorkerSettings = {
+    dataSourceOptions: database.dataSourceOptions(table),
+    tableName: table,
+    lockNames: LOCK_NAMES,
+    resourceDirectory,
+    expires: 2,
+    freezeChance: 0.003,
+  };
+  const instances = Array.from({ length: WORKERS }, (_, i) => new SoakInstance(settings, ((i % 3) - 1) * HOUR));
+  const faults: Record<Fault, number> = { kill: 0, connections: 0, restart: 0 };
+  const schedule: Fault[] = database.kind === 'postgres' ? ['kill', 'connections', 'kill', 'connections'] : ['kill'];
+  const started = performance.now();
+  try {
+    for (let round = 0; performance.now() - started < SECONDS * 1000; round++) {
+      await sleep(FAULT_EVERY_MS);
+      const halfway = performance.now() - started >= (SECONDS * 1000) / 2;
+      const fault: Fault = database.kind === 'postgres' && halfway && faults.restart === 0 ? 'restart' : schedule[round % schedule.length];
+      faults[fault]++;
+      if (fault === 'kill') await instances[round % WORKERS].kill();
+      else if (fault === 'connections') await killConnections(database, table);
+      else restartPostgres();
+      console.log(`  ${database.label}: ${fault} at ${Math.round((performance.now() - started) / 1000)} s`);
+    }
+    const stats = emptyStats();
+    const stopped = await Promise.allSettled(instances.map((instance) => instance.stop()));
+    for (const outcome of stopped) {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      addStats(stats, outcome.value);
+    }
+    const violations = LOCK_NAMES.flatMap((name) => checkLog(name, readFileSync(join(resourceDirectory, `${name}.log`), 'utf8')));
+    if (stats.heldTwice > 0) violations.push(`${stats.heldTwice} writes were turned away while their holder still believed it held the lock`);
+    const writes = LOCK_NAMES.reduce((sum, name) => sum + readFileSync(join(resourceDirectory, `${name}.log`), 'utf8').trimEnd().split('\n').filter(Boolean).length, 0);
+    return { database: database.label, seconds: Math.round((performance.now() - started) / 1000), stats, faults, writes, violations };
+  } finally {
+    rmSync(resourceDirectory, { recursive: true, force: true });
+    await dropLockTable(database, table);
+  }
+}
+
+async function available(database: TestDatabase): Promise<boolean> {
+  if (database.kind === 'sqlite') return true;
+  const app = await createLockApp(database, uniqueName('probe')).catch(() => null);
+  if (!app) return false;
+  await app.close();
+  return true;
+}
+
+async function main(): Promise<void> {
+  const summaries: Summary[] = [];
+  for (const database of testDatabases.filter(({ kind }) => !DATABASES || DATABASES.includes(kind))) {
+    if (!(await available(database))) {
+      console.log(`${database.label}: not reachable, skipped`);
+      continue;
+    }
+    console.log(`${database.label}: ${SECONDS} s with ${WORKERS} workers on ${LOCK_NAMES.length} names`);
+    summaries.push(await soak(database));
+  }
+  const lines = [
+    '| Database | Seconds | Sections written | Fenced off | Lost leases | Freezes | Workers killed | Connection kills | Server restarts | Database errors | Wait timeouts | Violations |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...summaries.map(
+      ({ database, seconds, stats, faults, writes, violations }) =>
+        `| ${database} | ${seconds} | ${writes} | ${stats.fencedOff} | ${stats.lost} | ${stats.freezes} | ${faults.kill} | ${faults.connections} | ${faults.restart} | ${stats.databaseErrors} | ${stats.timedOut} | ${violations.length + stats.heldTwice} |`,
+    ),
+  ];
+  console.log(`\n${lines.join('\n')}\n`);
+  const violations = summaries.flatMap((summary) => summary.violations.map((violation) => `${summary.database}: ${violation}`));
+  if (violations.length > 0) {
+    console.error(`Violations:\n${violations.join('\n')}`);
+    process.exit(1);
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

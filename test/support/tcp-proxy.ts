@@ -1,0 +1,70 @@
+import { createConnection, createServer, Server, Socket } from 'node:net';
+
+/**
+ * A TCP relay between the app and its database, to make the network fail on cue: `down()` drops
+ * every connection and refuses new ones (a server that died), `partition()` stops delivering bytes
+ * while keeping connections open (a network that silently lost packets), `up()` heals both.
+ */
+export class TcpProxy {
+  private mode: 'up' | 'down' | 'partition' = 'up';
+  private readonly pairs = new Set<{ client: Socket; server: Socket; held: Array<() => void> }>();
+
+  private constructor(private readonly server: Server) {}
+
+  static async start(targetHost: string, targetPort: number): Promise<TcpProxy> {
+    const server = createServer();
+    const proxy = new TcpProxy(server);
+    server.on('connection', (client) => proxy.relay(client, targetHost, targetPort));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get port(): number {
+    return (this.server.address() as { port: number }).port;
+  }
+
+  private relay(client: Socket, targetHost: string, targetPort: number): void {
+    if (this.mode === 'down') return void client.destroy();
+    const server = createConnection(targetPort, targetHost);
+    const pair = { client, server, held: [] as Array<() => void> };
+    this.pairs.add(pair);
+    const forward = (from: Socket, to: Socket) =>
+      from.on('data', (chunk) => {
+        const deliver = () => to.write(chunk);
+        if (this.mode === 'up') deliver();
+        else pair.held.push(deliver);
+      });
+    forward(client, server);
+    forward(server, client);
+    const close = () => {
+      this.pairs.delete(pair);
+      client.destroy();
+      server.destroy();
+    };
+    client.on('close', close).on('error', close);
+    server.on('close', close).on('error', close);
+  }
+
+  down(): void {
+    this.mode = 'down';
+    for (const { client, server } of this.pairs) {
+      client.destroy();
+      server.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  partition(): void {
+    this.mode = 'partition';
+  }
+
+  up(): void {
+    this.mode = 'up';
+    for (const pair of this.pairs) for (const deliver of pair.held.splice(0)) deliver();
+  }
+
+  async close(): Promise<void> {
+    this.down();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * An app instance in its own process that waits for a lock another process holds, and reports when
+ * it started waiting and when it got the lock, by its own monotonic clock.
+ */
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import type { DataSourceOptions } from 'typeorm';
+import { LockMgrModule, LockService } from '../../lib';
+
+export interface HandoffWaiterSettings {
+  dataSourceOptions: DataSourceOptions;
+  tableName: string;
+  lockName: string;
+  wait: number;
+  pollInterval: number;
+}
+
+export interface HandoffWaiterReport {
+  waitStartedAt: number;
+  acquiredAt: number;
+  fencingToken: number;
+}
+
+async function main(settings: HandoffWaiterSettings): Promise<void> {
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot(settings.dataSourceOptions),
+      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0, pollInterval: settings.pollInterval }),
+    ],
+  })
+  class WaiterModule {}
+
+  const app = await NestFactory.createApplicationContext(WaiterModule, { logger: ['error', 'warn'] });
+  const locks = app.get(LockService);
+  const waitStartedAt = performance.now();
+  const lock = await locks.getLock(settings.lockName, { wait: settings.wait });
+  const report: HandoffWaiterReport = { waitStartedAt, acquiredAt: performance.now(), fencingToken: lock.fencingToken };
+  await locks.unlock(lock);
+  await app.close();
+  process.stdout.write(JSON.stringify(report));
+}
+
+main(JSON.parse(process.argv[2])).catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
