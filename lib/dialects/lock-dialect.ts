@@ -10,6 +10,34 @@ export interface AcquireRequest {
   lockProcess: number | null;
 }
 
+/** A row of the lock table as the PostgreSQL and MySQL drivers return it, with `seconds_left` measured by the query. */
+export interface LockRow {
+  name: string;
+  owner: string;
+  /** A string where the driver returns bigints as strings. */
+  fencing_token: string | number;
+  locked_by: string | null;
+  lock_process: number | null;
+  locked_until: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  seconds_left: number | null;
+}
+
+export function recordFromRow(row: LockRow): LockRecord {
+  return {
+    name: row.name,
+    owner: row.owner,
+    fencingToken: Number(row.fencing_token),
+    lockedBy: row.locked_by,
+    lockProcess: row.lock_process,
+    lockedUntil: row.locked_until,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    secondsLeft: row.seconds_left,
+  };
+}
+
 /** What a failed acquisition learns of the holder, so waiters can wake when the lease runs out. */
 export interface HolderInfo {
   lockedBy: string | null;

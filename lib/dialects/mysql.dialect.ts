@@ -8,7 +8,9 @@ import {
   HolderInfo,
   inLockingOrder,
   LockDialect,
+  LockRow,
   planSetLock,
+  recordFromRow,
   ReleaseRequest,
   ReleaseWaiting,
   RenewRequest,
@@ -120,31 +122,7 @@ const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, loc
 /** Leases travel as whole microseconds (null: never expires), so the database adds them to its own clock. */
 const nowPlus = (microseconds: string) => `${NOW} + INTERVAL ${microseconds} MICROSECOND`;
 
-interface MysqlRow extends RowDataPacket {
-  name: string;
-  owner: string;
-  fencing_token: string | number;
-  locked_by: string | null;
-  lock_process: number | null;
-  locked_until: Date | null;
-  created_at: Date;
-  updated_at: Date;
-  seconds_left: number | null;
-}
-
-function toRecord(row: MysqlRow): LockRecord {
-  return {
-    name: row.name,
-    owner: row.owner,
-    fencingToken: Number(row.fencing_token),
-    lockedBy: row.locked_by,
-    lockProcess: row.lock_process,
-    lockedUntil: row.locked_until,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    secondsLeft: row.seconds_left,
-  };
-}
+type MysqlRow = RowDataPacket & LockRow;
 
 function holderOf(row: MysqlRow): HolderInfo {
   return { lockedBy: row.locked_by, lockedUntil: row.locked_until, secondsLeft: row.seconds_left };
@@ -362,7 +340,7 @@ export class MysqlDialect implements LockDialect {
     const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.acquire, this.claimValues(request)));
     // One row per copy in the VALUES list; the last is the row as the statement left it.
     const row = rows[rows.length - 1];
-    if (row.owner === request.owner) return { acquired: true, lock: toRecord(row) };
+    if (row.owner === request.owner) return { acquired: true, lock: recordFromRow(row) };
     return { acquired: false, holder: holderOf(row) };
   }
 
@@ -384,7 +362,7 @@ export class MysqlDialect implements LockDialect {
     if (this.server === 'mariadb') token = Number((await connection.execute<RowDataPacket[]>(this.sql.drawToken))[0][0].token);
     else token = Number((await connection.execute<ResultSetHeader>(this.sql.drawToken))[0].insertId);
     await connection.execute(this.sql.setToken, { name: row.name, token });
-    return { ...toRecord(row), fencingToken: token };
+    return { ...recordFromRow(row), fencingToken: token };
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
@@ -407,17 +385,17 @@ export class MysqlDialect implements LockDialect {
     const [result] = await connection.execute<ResultSetHeader>(this.sql.renew, { name, owner, mode, microseconds: microseconds(expires) });
     if (result.affectedRows === 0) return null;
     const [rows] = await connection.execute<MysqlRow[]>(this.sql.renewed, { name, token: result.insertId });
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length ? recordFromRow(rows[0]) : null;
   }
 
   async find(name: string): Promise<LockRecord | null> {
     const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.find, { name }));
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length ? recordFromRow(rows[0]) : null;
   }
 
   async list(): Promise<LockRecord[]> {
     const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.list));
-    return rows.map(toRecord);
+    return rows.map(recordFromRow);
   }
 
   async deleteExpired(limit: number): Promise<number> {
@@ -440,11 +418,11 @@ export class MysqlDialect implements LockDialect {
         let existing: LockRecord | null;
         if (request.create) {
           const row = await this.claim(connection, lock);
-          existing = row.owner === lock.owner ? null : toRecord(row);
+          existing = row.owner === lock.owner ? null : recordFromRow(row);
           if (!existing) claimed.push({ name: lock.name, row });
         } else {
           const [rows] = await connection.execute<MysqlRow[]>(this.sql.findForUpdate, { name: lock.name });
-          existing = rows.length ? toRecord(rows[0]) : null;
+          existing = rows.length ? recordFromRow(rows[0]) : null;
         }
         const action = planSetLock(existing, request);
         if (action === 'fail') return { commit: false, result: { conflict: existing! } };

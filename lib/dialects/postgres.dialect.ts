@@ -1,4 +1,4 @@
-import type { Pool, PoolClient, PoolConfig, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
 import { checkIdentifier } from '../validation';
@@ -8,6 +8,7 @@ import {
   inLockingOrder,
   LockDialect,
   planSetLock,
+  recordFromRow,
   ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
@@ -81,20 +82,6 @@ function advisoryClassId(table: string): number {
 const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
   EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
-
-function toRecord(row: QueryResultRow): LockRecord {
-  return {
-    name: row.name,
-    owner: row.owner,
-    fencingToken: Number(row.fencing_token),
-    lockedBy: row.locked_by,
-    lockProcess: row.lock_process,
-    lockedUntil: row.locked_until,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    secondsLeft: row.seconds_left,
-  };
-}
 
 /** The statements of every operation, built once per table. */
 function postgresStatements({ table, sequence }: PostgresNames) {
@@ -300,17 +287,17 @@ export class PostgresDialect implements LockDialect {
 
   async renew(request: RenewRequest, executor: Executor = this.pool): Promise<LockRecord | null> {
     const { rows } = await this.run(executor, 'renew', [request.name, request.owner, request.mode, request.expires]);
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length ? recordFromRow(rows[0]) : null;
   }
 
   async find(name: string): Promise<LockRecord | null> {
     const { rows } = await this.run(this.pool, 'find', [name]);
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length ? recordFromRow(rows[0]) : null;
   }
 
   async list(): Promise<LockRecord[]> {
     const { rows } = await this.run(this.pool, 'list', []);
-    return rows.map(toRecord);
+    return rows.map(recordFromRow);
   }
 
   async deleteExpired(limit: number): Promise<number> {
@@ -324,7 +311,7 @@ export class PostgresDialect implements LockDialect {
       for (const lock of inLockingOrder(request.locks)) {
         await this.run(client, 'lockName', [this.advisoryClass, lock.name]);
         const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
-        const existing = rows.length ? toRecord(rows[0]) : null;
+        const existing = rows.length ? recordFromRow(rows[0]) : null;
         const action = planSetLock(existing, request);
         if (action === 'fail') return { commit: false, result: { conflict: existing! } };
         let result: LockRecord | null = existing;
