@@ -1,15 +1,14 @@
 import type { DataSourceOptions } from 'typeorm';
 import { createLockApp, dropLockTable } from './support/lock-app';
-import { MYSQL_URL, testDatabases, uniqueName } from './support/test-databases';
+import { describeOnDatabase, MYSQL_URL, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
 
-const mariadb = testDatabases.find((database) => database.kind === 'mysql')!;
+describeOnDatabase(testDatabase('mysql'), 'MySQL dialect', (mariadb) => {
+  /** The MariaDB data source configured as apps do, with options the lock operations must not inherit. */
+  const withDataSourceOptions = (options: Partial<DataSourceOptions>): TestDatabase => ({
+    ...mariadb,
+    dataSourceOptions: () => ({ type: 'mariadb', url: MYSQL_URL, ...options }) as DataSourceOptions,
+  });
 
-/** A MariaDB data source configured as apps do, with options the lock operations must not inherit. */
-function withDataSourceOptions(options: Partial<DataSourceOptions>) {
-  return { ...mariadb, dataSourceOptions: () => ({ type: 'mariadb', url: MYSQL_URL, ...options }) as DataSourceOptions };
-}
-
-(mariadb.available ? describe : describe.skip)('MySQL dialect on MariaDB', () => {
   it('serves data sources of TypeORM type "mysql" too, as apps on MariaDB often declare them', async () => {
     const isolation = uniqueName('type_mysql');
     const database = withDataSourceOptions({ type: 'mysql' });
