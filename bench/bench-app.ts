@@ -1,4 +1,4 @@
-import { Module } from '@nestjs/common';
+import { Module, Provider, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { rmSync } from 'node:fs';
@@ -36,6 +36,7 @@ let apps = 0;
 
 export interface BenchApp {
   locks: LockService;
+  get<T>(provider: Type<T>): T;
   close(): Promise<void>;
 }
 
@@ -44,6 +45,7 @@ export async function createBenchApp(
   database: BenchDatabase,
   options: LockMgrModuleOptions,
   dataSourceExtra: Partial<DataSourceOptions> = {},
+  providers: Provider[] = [],
 ): Promise<BenchApp> {
   // Several apps share this process; each data source gets a name of its own.
   const name = `bench-${++apps}`;
@@ -52,8 +54,9 @@ export async function createBenchApp(
       TypeOrmModule.forRoot({ ...benchDataSourceOptions(database, dataSourceExtra), name }),
       LockMgrModule.forRoot({ cleanupInterval: 0, ...options, dataSource: name }),
     ],
+    providers,
   })
   class BenchModule {}
   const app = await NestFactory.createApplicationContext(BenchModule, { logger: ['error', 'warn'] });
-  return { locks: app.get(LockService), close: () => app.close() };
+  return { locks: app.get(LockService), get: (provider) => app.get(provider), close: () => app.close() };
 }

@@ -1,8 +1,10 @@
+import { Injectable } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
 import Redlock from 'redlock';
 import { DataSource } from 'typeorm';
+import { WithLock } from '../lib';
 import { BenchDatabase, createBenchApp, POSTGRES_URL, REDIS_URL } from './bench-app';
 
 /**
@@ -117,4 +119,24 @@ export async function redlockContender(): Promise<Contender> {
       redis.disconnect();
     },
   };
+}
+
+@Injectable()
+class DecoratedJob {
+  @WithLock((worker: number) => `decorated-${worker}`, { expires: LEASE_SECONDS })
+  async run(_worker: number): Promise<void> {}
+}
+
+/** A `@WithLock` no-op method, and the same `withLock` call made by hand, in one app. */
+export async function decoratorContenders(concurrency: number): Promise<[Contender, Contender]> {
+  const app = await createBenchApp('postgres', { tableName: 'bench_decorator_lock', poolSize: concurrency }, {}, [DecoratedJob]);
+  const job = app.get(DecoratedJob);
+  return [
+    { label: '@WithLock no-op method', pair: (worker) => job.run(worker), close: () => app.close() },
+    {
+      label: 'withLock call, same work',
+      pair: (worker) => app.locks.withLock(`direct-${worker}`, () => undefined, { expires: LEASE_SECONDS }),
+      close: async () => undefined,
+    },
+  ];
 }

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { createBenchApp, POSTGRES_URL, removeSqliteFile, WAITS_APPLICATION_NAME } from './bench-app';
-import { Contender, LIMIT, limitContender, lockServiceContender, naivePortContender, redlockContender } from './contenders';
+import { Contender, decoratorContenders, LIMIT, limitContender, lockServiceContender, naivePortContender, redlockContender } from './contenders';
 import { measureInSlices, percentile } from './slices';
 import { WorkerProcess } from './worker-process';
 
@@ -106,6 +106,17 @@ async function contended(): Promise<number> {
   }
 }
 
+/** A `@WithLock` method against the `withLock` call it makes: what the decorator adds. */
+async function decorator(concurrency: number): Promise<{ decorated: number; direct: number }> {
+  const [decorated, direct] = await decoratorContenders(concurrency);
+  try {
+    const rates = await measureInSlices([decorated, direct], concurrency, SLICES);
+    return { decorated: rates.get(decorated.label)!, direct: rates.get(direct.label)! };
+  } finally {
+    await decorated.close();
+  }
+}
+
 /** Uncontended pairs per second on a table holding many live locks, against an empty table. */
 async function grownTable(): Promise<{ grown: number; empty: number }> {
   const concurrency = 16;
@@ -176,7 +187,7 @@ function table(): string {
 }
 
 /** The sections, in order; `npm run bench -- handoff contended` runs only those named. */
-const SECTIONS = ['uncontended', 'handoff', 'contended', 'table', 'waits'] as const;
+const SECTIONS = ['uncontended', 'handoff', 'contended', 'decorator', 'table', 'waits'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -211,6 +222,14 @@ async function main(): Promise<void> {
       const limitOne = one.get(LIMIT)!;
       row(`${CONTENDED_PROCESSES} processes on one name`, `${rate(sections)} critical sections`, `${times(sections / limitOne)} limit c=1`, '≥ 0.25', sections / limitOne >= 0.25);
     } else row(`${CONTENDED_PROCESSES} processes on one name`, `${rate(sections)} critical sections`);
+  }
+
+  if (runs('decorator')) {
+    console.log('@WithLock');
+    for (const concurrency of [1, 16]) {
+      const { decorated, direct } = await decorator(concurrency);
+      row(`c=${concurrency}: @WithLock no-op method against the same withLock call`, `${rate(decorated)} against ${rate(direct)}`, `${times(decorated / direct)} withLock`);
+    }
   }
 
   if (runs('table')) {

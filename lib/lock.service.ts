@@ -1,8 +1,9 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { AcquireRequest, HolderInfo, LockDialect, ReleaseWaiting } from './dialects/lock-dialect';
 import { LockDatabaseError, LockedError, LockFailError, LockMgrError, LockNotFoundError } from './errors';
 import { LockEntity } from './lock.entity';
+import { LockContext } from './lock-context';
 import { LockManager, LockManagerOptions } from './lock-manager';
 import { LockSetResult, toLockSetResult } from './lock-set-result';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
@@ -66,6 +67,28 @@ const RENEW_LOCK_OPTIONS = ['expires', 'addTime', 'create', 'lockedBy', 'lockPro
 const SET_LOCK_OPTIONS = ['timeout', 'fail', 'renew', 'create', 'lockedBy', 'lockProcess'] as const;
 const MANAGER_OPTIONS = [...GET_LOCK_OPTIONS, 'autoRenew', 'minHold'] as const;
 
+/**
+ * @internal The checks of manager options that need neither the database nor the module's options,
+ * so that `@WithLock` can run them when it decorates a method, long before the first call.
+ */
+export function checkManagerOptions(
+  options: unknown,
+  caller: string,
+  known: readonly (keyof LockManagerOptions)[] = MANAGER_OPTIONS,
+): { lockOptions: GetLockOptions; autoRenew: boolean; minHold: number } {
+  const { autoRenew, minHold, ...lockOptions } = checkOptions<LockManagerOptions>(options, `${caller} options`, known);
+  if (lockOptions.expires !== undefined) checkExpires(lockOptions.expires, `${caller} option expires`);
+  checkOptionalSeconds(lockOptions.wait, `${caller} option wait`, MAX_WAIT_SECONDS);
+  return {
+    lockOptions,
+    autoRenew: checkBoolean(autoRenew, `${caller} option autoRenew`) ?? true,
+    minHold: checkOptionalSeconds(minHold, `${caller} option minHold`) ?? 0,
+  };
+}
+
+/** @internal How a locked run ended: the work's value, or the `LockedError` of an acquisition that found the lock held. */
+export type LockedRun<T> = { value: T } | { locked: LockedError };
+
 /** Where releases are not announced, polling starts this short and backs off to the `pollInterval` option. */
 const FIRST_POLL_MS = 25;
 /** Expired rows deleted per statement, so a clean-up never holds many row locks at once. */
@@ -84,9 +107,14 @@ export interface AcquireAttempt {
  * a connection of its own, outside any transaction of the caller, and reads the database's clock.
  */
 @Injectable()
-export class LockService implements BeforeApplicationShutdown, OnApplicationShutdown {
+export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('LockService');
+  /** Managers handed out by `manager()`: released at shutdown if their owner did not release them. */
   private readonly managers = new Set<LockManager>();
+  /** Runs of `withLock` and `@WithLock` in progress, with their lock names: shutdown waits for them. */
+  private readonly runs = new Map<Promise<unknown>, string>();
+  /** Aborted when the application starts shutting down: waits for a lock end there. */
+  private readonly shuttingDown = new AbortController();
 
   constructor(
     @Inject(LOCK_DIALECT) private readonly dialect: LockDialect,
@@ -185,41 +213,71 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
    * themselves until it is released: `await using mgr = await locks.manager('x')`, or `mgr.release()`.
    */
   async manager(name: string, options?: LockManagerOptions): Promise<LockManager> {
-    const given = checkOptions<LockManagerOptions>(options, 'manager options', MANAGER_OPTIONS);
-    const { autoRenew, minHold, ...lockOptions } = given;
-    const settings = {
-      autoRenew: checkBoolean(autoRenew, 'manager option autoRenew') ?? true,
-      minHold: checkOptionalSeconds(minHold, 'manager option minHold') ?? 0,
-    };
-    const attempt = this.checkAcquire(name, lockOptions, 'manager');
+    const manager = await this.openManager(name, options, 'manager');
+    if (manager instanceof LockedError) throw manager;
+    this.managers.add(manager);
+    return manager;
+  }
+
+  /**
+   * Runs `work` while holding `name`, renewing it as needed, and releases it when `work` settles.
+   * Inside `work` (and whatever it calls), `LockContext.current()` describes the lock.
+   */
+  async withLock<T>(name: string, work: (manager: LockManager) => T | Promise<T>, options?: LockManagerOptions): Promise<T> {
+    if (typeof work !== 'function') throw new TypeError('withLock work must be a function.');
+    const outcome = await this.runLocked(name, options, work, 'withLock');
+    if ('locked' in outcome) throw outcome.locked;
+    return outcome.value;
+  }
+
+  /**
+   * @internal What `withLock` and `@WithLock` share: runs `work` holding `name`, or resolves to the
+   * `LockedError` of the acquisition when the lock is held elsewhere, so that a `LockedError` thrown
+   * by `work` itself is never mistaken for it. Application shutdown waits for the run to settle.
+   */
+  runLocked<T>(name: unknown, options: unknown, work: (manager: LockManager) => T | Promise<T>, caller: string): Promise<LockedRun<T>> {
+    const run = this.holdWhile(name, options, work, caller);
+    this.runs.set(run, String(name));
+    const forget = () => this.runs.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async holdWhile<T>(
+    name: unknown,
+    options: unknown,
+    work: (manager: LockManager) => T | Promise<T>,
+    caller: string,
+  ): Promise<LockedRun<T>> {
+    const manager = await this.openManager(name, options, caller);
+    if (manager instanceof LockedError) return { locked: manager };
+    let value: T;
+    try {
+      value = await LockContext.run(manager, () => work(manager));
+    } catch (error) {
+      // The work's own error is the one worth seeing; a failed release only adds to it in the log.
+      await manager.release().catch((releaseError) => this.logger.warn(`Releasing "${manager.mainLock.name}" failed: ${releaseError}`));
+      throw error;
+    }
+    await manager.release();
+    return { value };
+  }
+
+  private async openManager(name: unknown, options: unknown, caller: string): Promise<LockManager | LockedError> {
+    const { lockOptions, autoRenew, minHold } = checkManagerOptions(options, caller);
+    const attempt = this.checkAcquire(name, lockOptions, caller);
     const mainLock = await this.acquire(attempt);
-    if (mainLock instanceof LockedError) throw mainLock;
-    const manager = new LockManager(this, mainLock, {
-      ...settings,
+    if (mainLock instanceof LockedError) return mainLock;
+    const manager: LockManager = new LockManager(this, mainLock, {
+      autoRenew,
+      minHold,
       expires: attempt.request.expires,
       wait: attempt.wait,
       lockedBy: attempt.request.lockedBy,
       lockProcess: attempt.request.lockProcess,
       onRelease: () => this.managers.delete(manager),
     });
-    this.managers.add(manager);
     return manager;
-  }
-
-  /** Runs `work` while holding `name`, renewing it as needed, and releases it when `work` settles. */
-  async withLock<T>(name: string, work: (manager: LockManager) => T | Promise<T>, options?: LockManagerOptions): Promise<T> {
-    if (typeof work !== 'function') throw new TypeError('withLock work must be a function.');
-    const manager = await this.manager(name, options);
-    let result: T;
-    try {
-      result = await work(manager);
-    } catch (error) {
-      // The work's own error is the one worth seeing; a failed release only adds to it in the log.
-      await manager.release().catch((releaseError) => this.logger.warn(`Releasing "${name}" failed: ${releaseError}`));
-      throw error;
-    }
-    await manager.release();
-    return result;
   }
 
   /** @internal Checks the arguments of an acquisition, before any database call. */
@@ -241,6 +299,7 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
   async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
     const giveUpAt = performance.now() + wait * 1000;
+    const shutdown = this.shuttingDown.signal;
     let waiting: ReleaseWaiting | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
@@ -248,13 +307,17 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
         const result = await this.database(`acquire lock "${request.name}"`, request.name, this.dialect.acquire(request));
         if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
         const now = performance.now();
-        if (now >= giveUpAt) return new LockedError(request.name, result.holder);
+        // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
+        if (now >= giveUpAt || shutdown.aborted) return new LockedError(request.name, result.holder);
         waiting ??= this.dialect.subscribe(request.name);
         const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(result.holder));
-        await waiting.sleep(pause, signal).catch((error: unknown) => {
+        try {
+          await waiting.sleep(pause, signal ? AbortSignal.any([signal, shutdown]) : shutdown);
+        } catch (error) {
           if (signal?.aborted && error === signal.reason) throw error;
+          if (shutdown.aborted && error === shutdown.reason) return new LockedError(request.name, result.holder);
           throw new LockDatabaseError(request.name, `wait for lock "${request.name}"`, error);
-        });
+        }
       }
     } finally {
       waiting?.close();
@@ -332,15 +395,34 @@ export class LockService implements BeforeApplicationShutdown, OnApplicationShut
     throw new TypeError(`${caller} lock must be a lock name or a LockEntity handle.`);
   }
 
-  /** Locks held through managers, `withLock` or `@WithLock` are released before the app stops. */
+  /** The first step of shutting down: acquisitions still waiting for a lock give up, as if their `wait` had run out. */
+  onModuleDestroy(): void {
+    this.shuttingDown.abort();
+  }
+
+  /**
+   * Before the app's resources close: a running `withLock` or `@WithLock` keeps (and renews) its lock
+   * until its work settles, so no work goes on unlocked; then the managers still open are released.
+   */
   async beforeApplicationShutdown(): Promise<void> {
+    await this.settle();
+  }
+
+  /** Runs that began while the app was shutting down (requests the HTTP server was finishing) settle too. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.settle();
+    await this.dialect.close();
+  }
+
+  private async settle(): Promise<void> {
+    if (this.runs.size > 0) {
+      const names = [...new Set(this.runs.values())].map((name) => `"${name}"`).join(', ');
+      this.logger.log(`Shutting down: waiting for the work holding ${names} to finish.`);
+    }
+    while (this.runs.size > 0) await Promise.allSettled([...this.runs.keys()]);
     const releases = [...this.managers].map((manager) =>
       manager.release().catch((error) => this.logger.warn(`Releasing "${manager.mainLock.name}" at shutdown failed: ${error}`)),
     );
     await Promise.all(releases);
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.dialect.close();
   }
 }

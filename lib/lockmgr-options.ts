@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { checkBoolean, checkExpires, checkIdentifier, checkOptions, checkSeconds, checkText } from './validation';
+import { checkBoolean, checkExpires, checkIdentifier, checkOptions, checkSeconds, checkText, MAX_WAIT_SECONDS } from './validation';
 
 /** What `LockMgrModule.forRoot` (or the factory of `forRootAsync`) configures. */
 export interface LockMgrModuleOptions {
@@ -55,7 +55,7 @@ const KNOWN_OPTIONS = [
   'operationTimeout',
 ] as const;
 
-/** The table name is spliced into SQL and suffixed for its helper objects, which PostgreSQL caps at 63 characters. */
+/** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
 export const MAX_TABLE_NAME_LENGTH = 40;
 
 /** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
@@ -70,7 +70,8 @@ export function resolveLockMgrOptions(options: unknown): ResolvedLockMgrOptions 
     defaultExpires:
       given.defaultExpires === undefined ? 600 : checkExpires(given.defaultExpires, 'LockMgrModule option defaultExpires'),
     lockedBy: checkText(given.lockedBy, 'LockMgrModule option lockedBy') ?? hostname(),
-    cleanupInterval: checkSeconds(given.cleanupInterval ?? 60, 'LockMgrModule option cleanupInterval'),
+    // The interval is a Node timer, which cannot be longer than MAX_WAIT_SECONDS.
+    cleanupInterval: checkSeconds(given.cleanupInterval ?? 60, 'LockMgrModule option cleanupInterval', MAX_WAIT_SECONDS),
     ensureTable: checkBoolean(given.ensureTable, 'LockMgrModule option ensureTable') ?? true,
     poolSize,
     notify: checkBoolean(given.notify, 'LockMgrModule option notify') ?? true,

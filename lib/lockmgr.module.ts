@@ -1,6 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createDialect } from './dialects/create-dialect';
+import { LockCleanupService } from './lock-cleanup.service';
 import { LockService } from './lock.service';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
@@ -30,6 +31,7 @@ import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options
       },
     },
     LockService,
+    LockCleanupService,
   ],
   exports: [LockService],
 })

@@ -1,11 +1,21 @@
 import { Module } from '@nestjs/common';
+import { ScheduleModule } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { LockMgrModule } from '../lib';
 import { sampleDataSourceOptions } from './database';
+import { instanceName } from './instance';
 import { LocksController } from './locks.controller';
+import { PaymentsController } from './payments.controller';
+import { ReportJob } from './report.job';
 
 @Module({
-  imports: [TypeOrmModule.forRoot(sampleDataSourceOptions()), LockMgrModule.forRoot({ lockedBy: process.env.INSTANCE_NAME })],
-  controllers: [LocksController],
+  imports: [
+    // Runs the @Cron job, and the lock module's clean-up of expired rows.
+    ScheduleModule.forRoot(),
+    TypeOrmModule.forRoot(sampleDataSourceOptions()),
+    LockMgrModule.forRoot({ lockedBy: instanceName }),
+  ],
+  controllers: [LocksController, PaymentsController],
+  providers: [ReportJob],
 })
 export class AppModule {}

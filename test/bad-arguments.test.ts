@@ -47,7 +47,7 @@ const cases: Case[] = [
   ['manager with negative minHold', (l) => l.manager('a', { minHold: -1 }), RangeError, /manager option minHold must be at least 0/],
   ['manager with a string autoRenew', (l) => l.manager('a', { autoRenew: 'no' as never }), TypeError, /manager option autoRenew must be true or false/],
   ['withLock without a function', (l) => l.withLock('a', 'work' as never), TypeError, /withLock work must be a function/],
-  ['withLock with infinite expires', (l) => l.withLock('a', () => 1, { expires: Infinity }), RangeError, /manager option expires must be a finite/],
+  ['withLock with infinite expires', (l) => l.withLock('a', () => 1, { expires: Infinity }), RangeError, /withLock option expires must be a finite/],
 ];
 
 describeEachDatabase('Bad arguments', (database) => {

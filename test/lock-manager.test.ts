@@ -1,4 +1,4 @@
-import { LockedError, LockLostError, LockManager, LockNotFoundError } from '../lib';
+import { LockContext, LockedError, LockLostError, LockManager, LockNotFoundError } from '../lib';
 import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
@@ -101,6 +101,24 @@ describeEachDatabase('LockManager and withLock', (database) => {
     expect(await app.locks.isLocked(`${name}-other`)).toBe(false);
   });
 
+  it('withLock makes the lock the current LockContext in the work and what it calls, and only there', async () => {
+    const describeCurrent = async () => {
+      await sleep(1);
+      const { name, fencingToken, signal } = LockContext.current();
+      return { name, fencingToken, aborted: signal.aborted };
+    };
+    const seen = await app.locks.withLock(name, async (manager) => {
+      const outer = await describeCurrent();
+      const inner = await app.locks.withLock(`${name}-inner`, () => describeCurrent());
+      expect(await describeCurrent()).toEqual(outer);
+      return { outer, inner, token: manager.fencingToken };
+    });
+    expect(seen.outer).toEqual({ name, fencingToken: seen.token, aborted: false });
+    expect(seen.inner.name).toBe(`${name}-inner`);
+    expect(seen.inner.fencingToken).toBeGreaterThan(seen.token);
+    expect(() => LockContext.current()).toThrow(/outside a @WithLock method or withLock work/);
+  });
+
   it('withLock waits for the lock with wait', async () => {
     const holder = await app.locks.getLock(name);
     setTimeout(() => void app.locks.unlock(holder), 200);
@@ -172,6 +190,61 @@ describeEachDatabase('LockManager and withLock', (database) => {
     expect(held.expiresSeconds).toBeLessThanOrEqual(0.8);
     await sleep(1000);
     expect(await app.locks.isLocked(name)).toBe(false);
+  });
+
+  it('shutdown waits for a running withLock work, which keeps its lock until it settles', async () => {
+    const isolationShutdown = uniqueName('drain');
+    const other = await createLockApp(database, isolationShutdown);
+    try {
+      let finish!: () => void;
+      let finished = false;
+      const started = new Promise<void>((resolveStarted) => {
+        void other.locks.withLock(
+          name,
+          async () => {
+            resolveStarted();
+            await new Promise<void>((resolve) => (finish = resolve));
+            finished = true;
+          },
+          { expires: 0.6 },
+        );
+      });
+      await started;
+      let closed = false;
+      const closing = other.close().then(() => (closed = true));
+      // Longer than the lease: the lock stays held because it is still renewed while the work runs.
+      await sleep(1000);
+      expect(closed).toBe(false);
+      const probe = await createLockApp(database, isolationShutdown);
+      try {
+        expect(await probe.locks.isLocked(name)).toBe(true);
+        finish();
+        await closing;
+        expect(finished).toBe(true);
+        expect(await probe.locks.isLocked(name)).toBe(false);
+      } finally {
+        await probe.close();
+      }
+    } finally {
+      await dropLockTable(database, isolationShutdown);
+    }
+  });
+
+  it('shutdown ends the wait of a withLock for a lock held elsewhere with LockedError, without running its work', async () => {
+    const isolationShutdown = uniqueName('drain_wait');
+    const other = await createLockApp(database, isolationShutdown);
+    try {
+      await other.locks.getLock(name, { expires: 600 });
+      let ran = false;
+      // A wait longer than the test's timeout: the test only ends if shutdown stops it.
+      const outcome = other.locks.withLock(name, () => (ran = true), { wait: 600 }).catch((error: unknown) => error);
+      await sleep(100);
+      await other.close();
+      expect(await outcome).toBeInstanceOf(LockedError);
+      expect(ran).toBe(false);
+    } finally {
+      await dropLockTable(database, isolationShutdown);
+    }
   });
 
   it('releases managed locks when the application shuts down', async () => {

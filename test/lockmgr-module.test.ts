@@ -169,6 +169,7 @@ describeEachDatabase('LockMgrModule', (database) => {
     ['an over-long table name', { tableName: 't'.repeat(41) }, /option tableName must be at most 40 characters/],
     ['a negative default lease', { defaultExpires: -1 }, /option defaultExpires must be at least 0/],
     ['a string clean-up interval', { cleanupInterval: '60' }, /option cleanupInterval must be a number/],
+    ['a clean-up interval longer than a timer can wait', { cleanupInterval: 30 * 24 * 3600 }, /option cleanupInterval must be at most 2147483 seconds/],
     ['a pool of zero', { poolSize: 0 }, /option poolSize must be an integer from 1/],
     ['a string ensureTable', { ensureTable: 'yes' }, /option ensureTable must be true or false/],
     ['an unknown option', { tablename: 'x' }, /unknown option "tablename"/],

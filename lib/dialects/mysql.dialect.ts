@@ -142,7 +142,7 @@ function holderOf(row: MysqlRow): HolderInfo {
  * be drawn, lose a race to an acquisition (and release) of the same name, and be granted after a
  * higher one. So the row is listed twice: the second copy always meets the row the first one inserted
  * or took over, and draws the token there, under its row lock, after the conflict check. Without
- * `drawToken` a taken row gets token 0 until `grant` draws one in the same transaction.
+ * `drawToken` (MySQL) a taken row gets token 0 until `grant` draws one in the same transaction.
  */
 function claimStatement(table: string, drawToken?: string): string {
   const row = `(:name, :owner, :lockedBy, :lockProcess, ${nowPlus(':microseconds')}, ${NOW}, ${NOW}, 0)`;
@@ -160,13 +160,11 @@ function claimStatement(table: string, drawToken?: string): string {
 /** The statements of every operation, built once per table and server. */
 function mysqlStatements({ table, sequence, counter }: MysqlNames, server: MysqlServer) {
   return {
-    acquire: claimStatement(table, server === 'mariadb' ? `NEXT VALUE FOR ${sequence}` : undefined),
-    claim: claimStatement(table),
-    drawToken:
-      server === 'mariadb'
-        ? `SELECT NEXT VALUE FOR ${sequence} AS token`
-        : // LAST_INSERT_ID(expr) hands the new value back in the OK packet, so drawing is one statement.
-          `UPDATE ${counter} SET last_token = LAST_INSERT_ID(last_token + 1) WHERE id = 1`,
+    claim: claimStatement(table, server === 'mariadb' ? `NEXT VALUE FOR ${sequence}` : undefined),
+    // MySQL only: reading back what the claim did, and drawing and setting the token.
+    claimed: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name FOR UPDATE`,
+    // LAST_INSERT_ID(expr) hands the new value back in the OK packet, so drawing is one statement.
+    drawToken: `UPDATE ${counter} SET last_token = LAST_INSERT_ID(last_token + 1) WHERE id = 1`,
     setToken: `UPDATE ${table} SET fencing_token = :token WHERE name = :name`,
     release: `DELETE FROM ${table} WHERE name = :name AND (:owner IS NULL OR owner = :owner) AND ${LIVE}`,
     // LAST_INSERT_ID(fencing_token) reports which acquisition was renewed, so that the row read back
@@ -184,7 +182,6 @@ function mysqlStatements({ table, sequence, counter }: MysqlNames, server: Mysql
     renewed: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND fencing_token = :token AND ${LIVE}`,
     find: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND ${LIVE}`,
     findForUpdate: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND ${LIVE} FOR UPDATE`,
-    claimed: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name FOR UPDATE`,
     list: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`,
     deleteExpired: `DELETE FROM ${table} WHERE ${EXPIRED} LIMIT :limit`,
   };
@@ -285,7 +282,7 @@ export class MysqlDialect implements LockDialect {
     try {
       const [[{ got }]] = await connection.execute<RowDataPacket[]>('SELECT GET_LOCK(:name, :timeout) AS got', schemaLock);
       if (got !== 1) {
-        throw new Error(`Waited ${SCHEMA_LOCK_SECONDS} seconds for another instance to create the lock table ${this.names.table}; it never finished.`);
+        throw new Error(`Waited ${SCHEMA_LOCK_SECONDS} seconds for another instance to create the lock table "${this.options.tableName}"; it never finished.`);
       }
       try {
         for (const statement of mysqlSchemaStatements(this.options.tableName, server)) await connection.query(statement);
@@ -305,7 +302,8 @@ export class MysqlDialect implements LockDialect {
         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table`,
       { table: this.options.tableName },
     );
-    const { table } = this.names;
+    // Named as the other databases name it in messages, whatever the SQL quoting.
+    const table = `"${this.options.tableName}"`;
     if (columns.length === 0) {
       throw new Error(
         `The lock table ${table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
@@ -329,19 +327,15 @@ export class MysqlDialect implements LockDialect {
     return retryDeadlocks(() => this.acquireOnce(request));
   }
 
-  private async acquireOnce(request: AcquireRequest): Promise<AcquireResult> {
-    if (this.server === 'mysql') {
-      return this.transaction<AcquireResult>(async (connection) => {
-        const row = await this.claim(connection, request);
-        if (row.owner !== request.owner) return { commit: false, result: { acquired: false, holder: holderOf(row) } };
-        return { commit: true, result: { acquired: true, lock: await this.grant(connection, row) } };
-      });
-    }
-    const [rows] = await this.withConnection((connection) => connection.execute<MysqlRow[]>(this.sql.acquire, this.claimValues(request)));
-    // One row per copy in the VALUES list; the last is the row as the statement left it.
-    const row = rows[rows.length - 1];
-    if (row.owner === request.owner) return { acquired: true, lock: recordFromRow(row) };
-    return { acquired: false, holder: holderOf(row) };
+  private acquireOnce(request: AcquireRequest): Promise<AcquireResult> {
+    const attempt = async (connection: PoolConnection): Promise<TransactionOutcome<AcquireResult>> => {
+      const row = await this.claim(connection, request);
+      if (row.owner !== request.owner) return { commit: false, result: { acquired: false, holder: holderOf(row) } };
+      return { commit: true, result: { acquired: true, lock: await this.grant(connection, row) } };
+    };
+    // MariaDB claims in one statement, which needs no transaction around it.
+    if (this.server === 'mariadb') return this.withConnection(async (connection) => (await attempt(connection)).result);
+    return this.transaction(attempt);
   }
 
   private claimValues(request: AcquireRequest) {
@@ -349,18 +343,26 @@ export class MysqlDialect implements LockDialect {
     return { name, owner, lockedBy, lockProcess, microseconds: microseconds(expires) };
   }
 
-  /** Claims a name inside a transaction, and returns its row, locked until the transaction ends: ours if the claim won. */
+  /**
+   * Claims a name, and returns its row as the claim left it: ours if the claim won, else the live
+   * holder's. Inside a transaction the row stays locked until it ends. A row we won still needs `grant`.
+   */
   private async claim(connection: PoolConnection, request: AcquireRequest): Promise<MysqlRow> {
+    if (this.server === 'mariadb') {
+      const [rows] = await connection.execute<MysqlRow[]>(this.sql.claim, this.claimValues(request));
+      // One row per copy in the VALUES list; the last is the row as the statement left it.
+      return rows[rows.length - 1];
+    }
     await connection.execute(this.sql.claim, this.claimValues(request));
     const [rows] = await connection.execute<MysqlRow[]>(this.sql.claimed, { name: request.name });
     return rows[0];
   }
 
-  /** Gives a claimed row its fencing token, drawn now that the row is ours and locked. */
+  /** The lock a claim won. On MySQL its fencing token is drawn now, with the row ours and locked; MariaDB's claim drew it. */
   private async grant(connection: PoolConnection, row: MysqlRow): Promise<LockRecord> {
-    let token: number;
-    if (this.server === 'mariadb') token = Number((await connection.execute<RowDataPacket[]>(this.sql.drawToken))[0][0].token);
-    else token = Number((await connection.execute<ResultSetHeader>(this.sql.drawToken))[0].insertId);
+    if (this.server === 'mariadb') return recordFromRow(row);
+    const [drawn] = await connection.execute<ResultSetHeader>(this.sql.drawToken);
+    const token = Number(drawn.insertId);
     await connection.execute(this.sql.setToken, { name: row.name, token });
     return { ...recordFromRow(row), fencingToken: token };
   }

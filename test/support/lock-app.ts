@@ -1,4 +1,5 @@
-import { Test } from '@nestjs/testing';
+import type { ModuleMetadata } from '@nestjs/common';
+import { Test, TestingModuleBuilder } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
@@ -10,6 +11,23 @@ export interface LockApp {
   close(): Promise<void>;
 }
 
+/** The app's TypeORM data source and the lock module, next to whatever else a test app needs. */
+export function lockTestingModule(
+  database: TestDatabase,
+  isolation: string,
+  options: LockMgrModuleOptions = {},
+  metadata: ModuleMetadata = {},
+): TestingModuleBuilder {
+  return Test.createTestingModule({
+    ...metadata,
+    imports: [
+      TypeOrmModule.forRoot(database.dataSourceOptions(isolation)),
+      LockMgrModule.forRoot({ tableName: isolation, cleanupInterval: 0, ...options }),
+      ...(metadata.imports ?? []),
+    ],
+  });
+}
+
 /**
  * A Nest application context with the app's TypeORM data source and the lock module, as an app would
  * have them. `isolation` names the lock table (and the SQLite file), so test files never collide.
@@ -19,12 +37,7 @@ export async function createLockApp(
   isolation: string,
   options: LockMgrModuleOptions = {},
 ): Promise<LockApp> {
-  const moduleRef = await Test.createTestingModule({
-    imports: [
-      TypeOrmModule.forRoot(database.dataSourceOptions(isolation)),
-      LockMgrModule.forRoot({ tableName: isolation, cleanupInterval: 0, ...options }),
-    ],
-  }).compile();
+  const moduleRef = await lockTestingModule(database, isolation, options).compile();
   await moduleRef.init();
   return { locks: moduleRef.get(LockService), dataSource: moduleRef.get(DataSource), close: () => moduleRef.close() };
 }
@@ -52,3 +65,19 @@ export async function tableRows(app: LockApp, isolation: string): Promise<unknow
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A promise the test settles by hand: to hold a locked method in the middle of its work. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((settle) => (resolve = settle));
+  return { promise, resolve };
+}
+
+/** Polls `condition` every 10 ms until it holds, failing after `timeoutMs`. */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const giveUpAt = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > giveUpAt) throw new Error(`Condition not met within ${timeoutMs} ms: ${condition}`);
+    await sleep(10);
+  }
+}

@@ -1,0 +1,125 @@
+import { HttpException, HttpStatus, Inject, Logger } from '@nestjs/common';
+import { METHOD_METADATA, PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
+import type { LockedError } from './errors';
+import { checkManagerOptions, LockService } from './lock.service';
+import { checkLockName, checkOneOf, checkOptions } from './validation';
+
+/** Builds the lock name from the arguments of the call (called with the instance as `this`). */
+export type LockNameFactory = (...methodArguments: any[]) => string;
+
+export interface WithLockOptions {
+  /** Lease in seconds, renewed every `expires / 3` while the method runs; 0 or null: never expires. Default: the module's `defaultExpires`. */
+  expires?: number | null;
+  /** Seconds to wait for the lock when it is held elsewhere. Default 0: do not wait. */
+  wait?: number;
+  /**
+   * What a call does when the lock is held elsewhere. Default: scheduled and event handlers skip the
+   * run, route handlers answer 423 Locked, any other caller gets `LockedError`. `'skip'` resolves to
+   * undefined without running the method; `'throw'` rejects with `LockedError`.
+   */
+  onLocked?: 'skip' | 'throw';
+  /** Renew the lock while the method runs. Default true. */
+  autoRenew?: boolean;
+  /** Keep the lock at least this many seconds after it was taken, however soon the method returns. Default 0. */
+  minHold?: number;
+}
+
+const WITH_LOCK_OPTIONS = ['expires', 'wait', 'onLocked', 'autoRenew', 'minHold'] as const;
+const MANAGER_OPTIONS = ['expires', 'wait', 'autoRenew', 'minHold'] as const;
+const ON_LOCKED = ['skip', 'throw'] as const;
+
+/**
+ * Metadata keys that mark a method as run by a scheduler or an event rather than by a caller waiting
+ * for its result: `SCHEDULER_TYPE` of @nestjs/schedule (`@Cron`, `@Interval`, `@Timeout`) and
+ * `EVENT_LISTENER_METADATA` of @nestjs/event-emitter (`@OnEvent`). Both packages are optional, so
+ * their constants are not imported.
+ */
+const SKIPPING_HANDLER_KEYS = ['SCHEDULER_TYPE', 'EVENT_LISTENER_METADATA'];
+
+/** The property that Nest's dependency injection fills with the app's `LockService`, on every instance of a class that uses `@WithLock`. */
+const LOCK_SERVICE = Symbol('LockService for @WithLock');
+
+const logger = new Logger('WithLock');
+
+/**
+ * Runs the method while holding a lock: `@WithLock('reports:nightly', { minHold: 5 })`, or a name
+ * built from the call's arguments, `@WithLock((id: string) => \`payment:${id}\`)`. The lock is taken
+ * before the method starts, renewed while it runs, and released when the promise it returns settles
+ * (the decorated method always returns a promise). Works above or below `@Cron`, `@Interval`,
+ * `@Timeout`, `@OnEvent` and route decorators, on methods of providers and controllers created by Nest.
+ */
+export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
+  if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
+  const { onLocked, ...managerOptions } = checkOptions<WithLockOptions>(options, '@WithLock options', WITH_LOCK_OPTIONS);
+  checkOneOf(onLocked, '@WithLock option onLocked', ON_LOCKED);
+  checkManagerOptions(managerOptions, '@WithLock', MANAGER_OPTIONS);
+
+  return (target, propertyKey, descriptor) => {
+    const method = descriptor.value;
+    if (typeof target === 'function' || typeof method !== 'function') {
+      throw new TypeError(`@WithLock decorates instance methods; ${String(propertyKey)} is not one.`);
+    }
+    const className = target.constructor.name;
+    const where = `${className}.${String(propertyKey)}`;
+    injectLockService(target);
+
+    const locked = async function (this: Record<symbol, LockService | undefined>, ...args: unknown[]): Promise<unknown> {
+      const locks = this?.[LOCK_SERVICE];
+      if (!locks) {
+        throw new Error(
+          `@WithLock on ${where} has no LockService: create ${className} through Nest's dependency injection ` +
+            '(a provider or controller in a module that sees LockMgrModule), not with "new".',
+        );
+      }
+      const lockName = typeof name === 'function' ? name.apply(this, args) : name;
+      const run = await locks.runLocked(lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
+      if ('value' in run) return run.value;
+      return whenLocked(onLocked ?? defaultWhenLocked(locked), run.locked, where);
+    };
+
+    // Decorators applied before this one wrote their metadata on the original method; decorators
+    // applied after it write on the wrapper. Copying keeps both on the method Nest will find.
+    for (const key of Reflect.getOwnMetadataKeys(method)) {
+      Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, method), locked);
+    }
+    Object.defineProperty(locked, 'name', { value: method.name });
+    descriptor.value = locked as typeof descriptor.value;
+    return descriptor;
+  };
+}
+
+type LockedBehaviour = 'skip' | 'throw' | 'http';
+
+/** Read at call time: the decorators that make a method a scheduled or route handler may come after this one. */
+function defaultWhenLocked(handler: object): LockedBehaviour {
+  if (SKIPPING_HANDLER_KEYS.some((key) => Reflect.getMetadata(key, handler) !== undefined)) return 'skip';
+  if (Reflect.getMetadata(METHOD_METADATA, handler) !== undefined) return 'http';
+  return 'throw';
+}
+
+function whenLocked(behaviour: LockedBehaviour, error: LockedError, where: string): undefined {
+  switch (behaviour) {
+    case 'skip':
+      logger.debug(`Skipped ${where}: ${error.message}`);
+      return undefined;
+    case 'http':
+      // The holder's host name stays out of the answer: clients only learn which lock is busy.
+      throw new HttpException(
+        {
+          statusCode: HttpStatus.LOCKED,
+          error: 'Locked',
+          message: `Lock "${error.lockName}" is held by another request; try again later.`,
+          lock: error.lockName,
+        },
+        HttpStatus.LOCKED,
+        { cause: error },
+      );
+    case 'throw':
+      throw error;
+  }
+}
+
+function injectLockService(prototype: object): void {
+  const injected: { key: string | symbol }[] = Reflect.getMetadata(PROPERTY_DEPS_METADATA, prototype.constructor) ?? [];
+  if (!injected.some((property) => property.key === LOCK_SERVICE)) Inject(LockService)(prototype, LOCK_SERVICE);
+}

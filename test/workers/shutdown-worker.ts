@@ -1,0 +1,55 @@
+/**
+ * An app told to stop (SIGTERM, with `enableShutdownHooks`) while a `@WithLock` job runs. The job
+ * prints "started", works for two seconds (longer than its lease) and appends "finished" to a file.
+ * The app also holds a lock through a manager and one from `getLock`, then prints "ready".
+ */
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ScheduleModule, Timeout } from '@nestjs/schedule';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { appendFileSync } from 'node:fs';
+import type { DataSourceOptions } from 'typeorm';
+import { LockMgrModule, LockService, WithLock } from '../../lib';
+
+export interface ShutdownWorkerSettings {
+  dataSourceOptions: DataSourceOptions;
+  tableName: string;
+  workLog: string;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function main(settings: ShutdownWorkerSettings): Promise<void> {
+  @Injectable()
+  class ReportJob {
+    @Timeout(10)
+    @WithLock('report', { expires: 1 })
+    async build() {
+      console.log('started');
+      await sleep(2000);
+      appendFileSync(settings.workLog, 'finished\n');
+    }
+  }
+
+  @Module({
+    imports: [
+      ScheduleModule.forRoot(),
+      TypeOrmModule.forRoot(settings.dataSourceOptions),
+      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0 }),
+    ],
+    providers: [ReportJob],
+  })
+  class WorkerModule {}
+
+  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: ['error', 'warn', 'log'] });
+  app.enableShutdownHooks();
+  const locks = app.get(LockService);
+  await locks.manager('managed', { expires: 60 });
+  await locks.getLock('kept', { expires: 60 });
+  console.log('ready');
+}
+
+main(JSON.parse(process.argv[2])).catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
