@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { DataSource } from 'typeorm';
 import { createLockApp, dropLockTable } from './support/lock-app';
 import { compiledScript, ScriptProcess } from './support/processes';
 import { POSTGRES_URL, testDatabases, TestDatabase, uniqueName } from './support/test-databases';
@@ -170,9 +171,13 @@ async function soak(database: TestDatabase): Promise<Summary> {
 
 async function available(database: TestDatabase): Promise<boolean> {
   if (database.kind === 'sqlite') return true;
-  const app = await createLockApp(database, uniqueName('probe')).catch(() => null);
-  if (!app) return false;
-  await app.close();
+  const dataSource = new DataSource(database.dataSourceOptions(uniqueName('probe')));
+  try {
+    await dataSource.initialize();
+  } catch {
+    return false;
+  }
+  await dataSource.destroy();
   return true;
 }
 

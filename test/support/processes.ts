@@ -35,6 +35,8 @@ export interface ScriptOptions {
   env?: Record<string, string>;
   /** Node options, such as `['-r', preloadScript]`. */
   execArgv?: string[];
+  /** Keep the standard input open, to `send()` the script commands as JSON lines. */
+  input?: boolean;
 }
 
 /**
@@ -56,7 +58,7 @@ export class ScriptProcess {
     options: ScriptOptions = {},
   ) {
     this.child = spawn(process.execPath, [...(options.execArgv ?? []), compiledScript(relativePath), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...options.env },
     });
     let stderr = '';
@@ -81,6 +83,11 @@ export class ScriptProcess {
     const reader = this.readers.shift();
     if (reader) reader(event);
     else this.events.push(event);
+  }
+
+  /** Sends the script a command, as a JSON line on its standard input (see `ScriptOptions.input`). */
+  send(command: object): void {
+    this.child.stdin!.write(`${JSON.stringify(command)}\n`);
   }
 
   /** The next JSON event the script reported. */

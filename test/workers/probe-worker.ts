@@ -1,21 +1,21 @@
 /**
- * An app instance in its own process that reports how it sees a set of locks, and takes one of its
- * own: run with a skewed clock, it shows whether instances with different clocks agree.
+ * An app instance in its own process that answers commands on its standard input, one JSON line
+ * each: take a lock, or report how it sees a set of locks. Run with a skewed clock, it shows whether
+ * instances with different clocks agree.
  */
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { createInterface } from 'node:readline';
 import type { DataSourceOptions } from 'typeorm';
 import { LockMgrModule, LockService } from '../../lib';
 
 export interface ProbeSettings {
   dataSourceOptions: DataSourceOptions;
   tableName: string;
-  /** Locks to look at. */
-  names: string[];
-  /** A lock to take, with its lease. */
-  take?: { name: string; expires: number };
 }
+
+export type ProbeCommand = { take: string; expires: number } | { look: string[] } | { stop: true };
 
 export interface LockView {
   locked: boolean;
@@ -24,11 +24,12 @@ export interface LockView {
   expired: boolean | null;
 }
 
-export interface ProbeReport {
-  clockOffByMs: number;
-  views: Record<string, LockView>;
-  taken?: { expiresSeconds: number | null; expired: boolean };
-}
+export type ProbeReport =
+  | { ready: true; clockOffByMs: number }
+  | { taken: string; expiresSeconds: number | null; expired: boolean }
+  | { views: Record<string, LockView> };
+
+const report = (message: ProbeReport) => process.stdout.write(`${JSON.stringify(message)}\n`);
 
 async function main(settings: ProbeSettings): Promise<void> {
   @Module({
@@ -41,25 +42,29 @@ async function main(settings: ProbeSettings): Promise<void> {
 
   const app = await NestFactory.createApplicationContext(ProbeModule, { logger: ['error', 'warn'] });
   const locks = app.get(LockService);
-  const report: ProbeReport = { clockOffByMs: Date.now() - performance.timeOrigin - performance.now(), views: {} };
-  if (settings.take) {
-    const lock = await locks.getLock(settings.take.name, { expires: settings.take.expires });
-    report.taken = { expiresSeconds: lock.expiresSeconds, expired: lock.expired };
+  report({ ready: true, clockOffByMs: Date.now() - performance.timeOrigin - performance.now() });
+  for await (const line of createInterface({ input: process.stdin })) {
+    const command: ProbeCommand = JSON.parse(line);
+    if ('stop' in command) break;
+    if ('take' in command) {
+      const lock = await locks.getLock(command.take, { expires: command.expires });
+      report({ taken: lock.name, expiresSeconds: lock.expiresSeconds, expired: lock.expired });
+      continue;
+    }
+    const listed = await locks.listLocks();
+    const views: Record<string, LockView> = {};
+    for (const name of command.look) {
+      const lock = listed.find((candidate) => candidate.name === name);
+      const locked = await locks.isLocked(name);
+      // Taking a free lock for a millisecond proves it free; a held one refuses.
+      const free = await locks.tryLock(name, { expires: 0.001 });
+      views[name] = { locked, free: free !== null, expiresSeconds: lock ? lock.expiresSeconds : null, expired: lock ? lock.expired : null };
+    }
+    report({ views });
   }
-  const listed = await locks.listLocks();
-  for (const name of settings.names) {
-    const lock = listed.find((candidate) => candidate.name === name);
-    const locked = await locks.isLocked(name);
-    const free = await locks.tryLock(name, { expires: 0.001 });
-    report.views[name] = {
-      locked,
-      free: free !== null,
-      expiresSeconds: lock ? lock.expiresSeconds : null,
-      expired: lock ? lock.expired : null,
-    };
-  }
+  // The open input would keep the process alive.
+  process.stdin.destroy();
   await app.close();
-  process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
 main(JSON.parse(process.argv[2])).catch((error) => {
