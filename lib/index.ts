@@ -4,6 +4,15 @@ export type { LockRecord } from './lock.entity';
 export { LockService } from './lock.service';
 export type { GetLockOptions, RenewLockOptions, SetLockOptions } from './lock.service';
 export { LockContext } from './lock-context';
+export { LOCKMGR_CHANNELS } from './lock-events';
+export type {
+  LockAcquiredMessage,
+  LockEventMessages,
+  LockLostMessage,
+  LockReleasedMessage,
+  LockRenewedMessage,
+  LockSkippedMessage,
+} from './lock-events';
 export { LockManager } from './lock-manager';
 export type { LockManagerOptions, ManagerLockOptions, ManagerRenewOptions } from './lock-manager';
 export type { LockSetResult, LockSetStatus } from './lock-set-result';
