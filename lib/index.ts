@@ -16,6 +16,8 @@ export type {
 export { LockManager } from './lock-manager';
 export type { LockManagerOptions, ManagerLockOptions, ManagerRenewOptions } from './lock-manager';
 export type { LockSetResult, LockSetStatus } from './lock-set-result';
+export { LockMgrHealthIndicator } from './lockmgr.health';
+export type { LockMgrHealthResult } from './lockmgr.health';
 export { LockMgrModule } from './lockmgr.module';
 export type { LockMgrModuleExtras } from './lockmgr.module-definition';
 export type { LockMgrModuleOptions } from './lockmgr-options';

@@ -367,6 +367,11 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     return this.options.tableName;
   }
 
+  /** @internal The cheapest read that needs the lock table: a primary-key lookup of a name no lock can have (names are never empty). */
+  async readTable(): Promise<void> {
+    await this.database(`read the lock table "${this.options.tableName}"`, undefined, this.dialect.find(''));
+  }
+
   /** Every renewal goes through here, so each one is announced once. `handle` carries when the lock was taken. */
   private async renew(
     { name, owner }: ReleaseRequest,
