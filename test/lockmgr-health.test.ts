@@ -1,29 +1,15 @@
-import { Controller, Get, INestApplication } from '@nestjs/common';
-import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { INestApplication } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import type { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
 import { LockMgrHealthIndicator, LockMgrModuleOptions } from '../lib';
+import { HealthController } from '../sample/health.controller';
 import { dropLockTable, lockTestingModule, sleep } from './support/lock-app';
 import { compiledScript, runScript } from './support/processes';
 import { RecordingLogger } from './support/recording-logger';
 import { TcpProxy } from './support/tcp-proxy';
 import type { WithoutTerminusReport } from './workers/without-terminus-worker';
 import { describeEachDatabase, describeOnDatabase, POSTGRES_URL, removeSqliteFile, sqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
-
-/** The health route of an app, as the README shows it. */
-@Controller('health')
-class HealthController {
-  constructor(
-    private readonly health: HealthCheckService,
-    private readonly lockmgr: LockMgrHealthIndicator,
-  ) {}
-
-  @Get()
-  @HealthCheck()
-  check() {
-    return this.health.check([() => this.lockmgr.isHealthy('locks')]);
-  }
-}
 
 interface HealthApp {
   app: INestApplication;
@@ -32,6 +18,7 @@ interface HealthApp {
   dataSource: DataSource;
 }
 
+/** An app with the sample's health route. */
 async function startHealthApp(database: TestDatabase, isolation: string, options: LockMgrModuleOptions = {}): Promise<HealthApp> {
   const moduleRef = await lockTestingModule(database, isolation, options, {
     imports: [TerminusModule.forRoot({ logger: false })],
