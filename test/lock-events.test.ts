@@ -208,21 +208,9 @@ describeEachDatabase('Lock events', (database) => {
     await app.locks.unlock(created);
     expect(log.messages(`${name}-free`, 'released')).toEqual([expect.objectContaining({ forced: false, held: expect.any(Number) })]);
   });
-});
-
-describeEachDatabase('Lock events without a subscriber', (database) => {
-  const isolation = uniqueName('events_quiet');
-  let app: LockApp;
-
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
 
   it('reach a subscriber only while it is subscribed, and locks work the same either way', async () => {
+    log.close();
     const acquiredChannel = channel(LOCKMGR_CHANNELS.acquired);
     expect(acquiredChannel.hasSubscribers).toBe(false);
     const seen: string[] = [];
@@ -230,17 +218,17 @@ describeEachDatabase('Lock events without a subscriber', (database) => {
     subscribe(LOCKMGR_CHANNELS.acquired, onAcquired);
     try {
       expect(acquiredChannel.hasSubscribers).toBe(true);
-      await app.locks.unlock(await app.locks.getLock('heard'));
+      await app.locks.unlock(await app.locks.getLock(`${name}-heard`));
     } finally {
       expect(unsubscribe(LOCKMGR_CHANNELS.acquired, onAcquired)).toBe(true);
     }
     expect(acquiredChannel.hasSubscribers).toBe(false);
-    const lock = await app.locks.getLock('unheard', { expires: 30 });
+    const lock = await app.locks.getLock(`${name}-unheard`, { expires: 30 });
     const renewed = await app.locks.renewLock(lock, { expires: 60 });
     expect(renewed.fencingToken).toBe(lock.fencingToken);
-    expect(await app.locks.withLock('unheard-too', (manager) => manager.fencingToken)).toBeGreaterThan(lock.fencingToken);
+    expect(await app.locks.withLock(`${name}-unheard-too`, (manager) => manager.fencingToken)).toBeGreaterThan(lock.fencingToken);
     expect(await app.locks.unlock(renewed)).toBe(true);
-    expect(seen).toEqual(['heard']);
+    expect(seen).toEqual([`${name}-heard`]);
   });
 });
 
