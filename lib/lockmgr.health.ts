@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { HealthIndicatorService } from '@nestjs/terminus';
+import type { LockDatabaseError } from './errors';
 import { LockService } from './lock.service';
 import { loadOptionalDependency } from './optional-dependency';
 import { checkLockName } from './validation';
@@ -39,7 +40,8 @@ export class LockMgrHealthIndicator {
     try {
       await this.locks.readTable();
     } catch (error) {
-      return indicator.down({ message: error instanceof Error ? error.message : String(error) });
+      // A LockDatabaseError, saying what failed and the driver's reason.
+      return indicator.down({ message: (error as LockDatabaseError).message });
     }
     return indicator.up();
   }
