@@ -117,6 +117,7 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   /** Aborted when the application starts shutting down: waits for a lock end there. */
   private readonly shuttingDown = new AbortController();
 
+  /** @internal Nest creates the service; inject it. */
   constructor(
     @Inject(LOCK_DIALECT) private readonly dialect: LockDialect,
     @Inject(LOCKMGR_OPTIONS) private readonly options: ResolvedLockMgrOptions,
