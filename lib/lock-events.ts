@@ -6,21 +6,21 @@ import type { LockEntity, LockRecord } from './lock.entity';
  * The `node:diagnostics_channel` channels on which nestjs-lockmgr publishes what happens to locks in
  * this process. Subscribe with `subscribe(LOCKMGR_CHANNELS.acquired, (message) => …)` from
  * `node:diagnostics_channel`; the message of each channel is described by the interface named after
- * it (`LockAcquiredMessage` …). Nothing is built or sent while a channel has no subscriber.
+ * it ({@link LockAcquiredMessage} …). Nothing is built or sent while a channel has no subscriber.
  *
  * Times are seconds. Durations are measured by this process's monotonic clock; dates are the
  * database's.
  */
 export const LOCKMGR_CHANNELS = {
-  /** A lock was taken: `LockAcquiredMessage`. */
+  /** A lock was taken: {@link LockAcquiredMessage}. */
   acquired: 'nestjs-lockmgr:acquired',
-  /** A lock was renewed: `LockRenewedMessage`. */
+  /** A lock was renewed: {@link LockRenewedMessage}. */
   renewed: 'nestjs-lockmgr:renewed',
-  /** A lock was released: `LockReleasedMessage`. */
+  /** A lock was released: {@link LockReleasedMessage}. */
   released: 'nestjs-lockmgr:released',
-  /** A lock held by a manager, `withLock` or `@WithLock` was lost: `LockLostMessage`. */
+  /** A lock held by a manager, `withLock` or `@WithLock` was lost: {@link LockLostMessage}. */
   lost: 'nestjs-lockmgr:lost',
-  /** A `@WithLock` method did not run because its lock was held elsewhere: `LockSkippedMessage`. */
+  /** A `@WithLock` method did not run because its lock was held elsewhere: {@link LockSkippedMessage}. */
   skipped: 'nestjs-lockmgr:skipped',
 } as const;
 

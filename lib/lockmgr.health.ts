@@ -25,6 +25,7 @@ export type LockMgrHealthResult<Key extends string = string> = Record<Key, { sta
 export class LockMgrHealthIndicator {
   private indicators?: HealthIndicatorService;
 
+  /** @internal Nest creates the indicator; inject it. */
   constructor(
     private readonly locks: LockService,
     private readonly moduleRef: ModuleRef,
@@ -33,6 +34,8 @@ export class LockMgrHealthIndicator {
   /**
    * Reads the lock table, and resolves to `{ [key]: { status: 'up' } }`, or to
    * `{ [key]: { status: 'down', message } }` when the database fails the read or does not answer in time.
+   *
+   * @param key The key of the result in terminus's answer; `'lockmgr'` by default.
    */
   async isHealthy<Key extends string = 'lockmgr'>(key: Key = 'lockmgr' as Key): Promise<LockMgrHealthResult<Key>> {
     checkLockName(key, 'isHealthy key', Number.MAX_SAFE_INTEGER);
