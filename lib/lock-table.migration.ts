@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { detectMysqlServer, mysqlDropStatements, mysqlSchemaStatements } from './dialects/mysql.dialect';
 import { postgresDropStatements, postgresSchemaStatements } from './dialects/postgres.dialect';
 import { sqliteDropStatements, sqliteSchemaStatements } from './dialects/sqlite.dialect';
 import { MAX_TABLE_NAME_LENGTH } from './lockmgr-options';
@@ -11,12 +12,14 @@ export interface LockTableMigrationOptions {
   timestamp?: number;
 }
 
-type Statements = (tableName: string, schema?: string) => string[];
-
-function statementsFor(queryRunner: QueryRunner, create: boolean): Statements {
+async function statementsFor(queryRunner: QueryRunner, create: boolean, tableName: string): Promise<string[]> {
   const type: string = queryRunner.connection.options.type;
-  if (type === 'postgres') return create ? postgresSchemaStatements : postgresDropStatements;
-  if (type === 'better-sqlite3') return create ? sqliteSchemaStatements : sqliteDropStatements;
+  const schema = (queryRunner.connection.options as { schema?: string }).schema;
+  if (type === 'postgres') return create ? postgresSchemaStatements(tableName, schema) : postgresDropStatements(tableName, schema);
+  if (type === 'better-sqlite3') return create ? sqliteSchemaStatements(tableName) : sqliteDropStatements(tableName);
+  if (type === 'mysql' || type === 'mariadb') {
+    return create ? mysqlSchemaStatements(tableName, await detectMysqlServer((sql) => queryRunner.query(sql))) : mysqlDropStatements(tableName);
+  }
   throw new Error(`The lock table migration does not support the "${type}" database.`);
 }
 
@@ -32,8 +35,7 @@ export function createLockTableMigration(options: LockTableMigrationOptions = {}
     throw new RangeError('createLockTableMigration option timestamp must be a positive integer (milliseconds since 1970).');
   }
   const run = async (queryRunner: QueryRunner, create: boolean) => {
-    const schema = (queryRunner.connection.options as { schema?: string }).schema;
-    for (const statement of statementsFor(queryRunner, create)(tableName, schema)) await queryRunner.query(statement);
+    for (const statement of await statementsFor(queryRunner, create, tableName)) await queryRunner.query(statement);
   };
   return class LockTableMigration implements MigrationInterface {
     name = `CreateLockTable${timestamp}`;

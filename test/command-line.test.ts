@@ -7,6 +7,7 @@ import { runCommand } from './support/processes';
 import {
   describeEachDatabase,
   describeOnDatabase,
+  MYSQL_URL,
   POSTGRES_URL,
   sqliteFile,
   TestDatabase,
@@ -150,7 +151,7 @@ describe('nestjs-lockmgr, before it connects', () => {
 
 describeEachDatabase('The nestjs-lockmgr command on the locks of a running app', (database: TestDatabase) => {
   const isolation = uniqueName('command');
-  const url = database.kind === 'postgres' ? POSTGRES_URL : sqliteFile(isolation);
+  const url = { postgres: POSTGRES_URL, mysql: MYSQL_URL, sqlite: sqliteFile(isolation) }[database.kind];
   let app: LockApp;
 
   /** The command on this file's lock table. */

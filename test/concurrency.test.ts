@@ -1,4 +1,4 @@
-import { LockedError } from '../lib';
+import { LockedError, LockEntity, LockFailError } from '../lib';
 import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
@@ -19,30 +19,64 @@ describeEachDatabase('Concurrent acquirers', (database) => {
     await dropLockTable(database, isolation);
   });
 
-  async function race(name: string, options = {}) {
+  async function race(name: string, options = {}): Promise<PromiseSettledResult<LockEntity>[]> {
     const calls = apps.flatMap((app) => Array.from({ length: CALLS_PER_INSTANCE }, () => app.locks.getLock(name, options)));
     return Promise.allSettled(calls);
   }
 
+  function expectOneWinner(outcomes: PromiseSettledResult<unknown>[]) {
+    const winners = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+    const losers = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
+    expect(winners).toHaveLength(1);
+    expect(losers).toHaveLength(INSTANCES * CALLS_PER_INSTANCE - 1);
+    for (const reason of losers) expect(reason).toBeInstanceOf(LockedError);
+  }
+
   it('of one free name: exactly one wins, every other gets LockedError', async () => {
+    for (let round = 0; round < 15; round++) expectOneWinner(await race(`free-${round}`));
+  });
+
+  it('of one name released a moment before: exactly one wins, every other gets LockedError', async () => {
+    // A deleted row lingers in the index until it is purged: inserting its name again is where
+    // concurrent inserters meet on gap locks (InnoDB deadlocks them).
     for (let round = 0; round < 15; round++) {
-      const outcomes = await race(`free-${round}`);
-      const winners = outcomes.filter((outcome) => outcome.status === 'fulfilled');
-      const losers = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
-      expect(winners).toHaveLength(1);
-      expect(losers).toHaveLength(INSTANCES * CALLS_PER_INSTANCE - 1);
-      for (const reason of losers) expect(reason).toBeInstanceOf(LockedError);
+      const name = `released-${round}`;
+      await apps[0].locks.unlock(await apps[0].locks.getLock(name));
+      expectOneWinner(await race(name));
     }
   });
+
+  // SQLite has one writer per file: a transaction this process held open would block the process itself.
+  if (database.kind !== 'sqlite') {
+    it('of one name a failing setLock created, then rolled back while they waited: exactly one wins', async () => {
+      // When the insert is rolled back, the waiters all insert at once: InnoDB deadlocks them on gap locks.
+      const [app, other] = apps;
+      await app.locks.getLock('zz-held', { expires: 60 });
+      for (let round = 0; round < 5; round++) {
+        const name = `rolled-back-${round}`;
+        // A row lock on the held name, so that setLock waits there after it has inserted `name`.
+        const blocker = app.dataSource.createQueryRunner();
+        await blocker.startTransaction();
+        const parameter = database.kind === 'postgres' ? '$1' : '?';
+        await blocker.query(`SELECT name FROM ${app.dataSource.driver.escape(isolation)} WHERE name = ${parameter} FOR UPDATE`, ['zz-held']);
+        const failing = other.locks.setLock([name, 'zz-held'], { fail: true }).catch((error: unknown) => error);
+        await sleep(100);
+        const outcomes = race(name);
+        await sleep(100);
+        await blocker.commitTransaction();
+        await blocker.release();
+        expect(await failing).toBeInstanceOf(LockFailError);
+        expectOneWinner(await outcomes);
+      }
+    });
+  }
 
   it('of one expired name: exactly one takes it over', async () => {
     for (let round = 0; round < 5; round++) {
       const name = `expired-${round}`;
       await apps[0].locks.getLock(name, { expires: 0.2 });
       await sleep(300);
-      const outcomes = await race(name);
-      expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
-      for (const outcome of outcomes) if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(LockedError);
+      expectOneWinner(await race(name));
     }
   });
 

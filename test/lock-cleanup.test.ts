@@ -8,6 +8,7 @@ import { describeEachDatabase, TestDatabase, uniqueName } from './support/test-d
 
 /** More expired rows than one clean-up statement deletes (1000), so the task needs several. */
 const EXPIRED = 2100;
+const LEASE = 5;
 
 /**
  * Reads the registry when the app starts shutting down: after every module was destroyed, and (as a
@@ -45,7 +46,8 @@ async function startApp(database: TestDatabase, isolation: string, options: Lock
     locks: moduleRef.get(LockService),
     logger,
     // Every row, expired or not: what the clean-up leaves behind.
-    rowNames: async () => (await dataSource.query(`SELECT name FROM "${isolation}" ORDER BY name`)).map((row: { name: string }) => row.name),
+    rowNames: async () =>
+      (await dataSource.query(`SELECT name FROM ${dataSource.driver.escape(isolation)} ORDER BY name`)).map((row: { name: string }) => row.name),
   };
 }
 
@@ -60,7 +62,8 @@ describeEachDatabase('The clean-up task', (database) => {
     try {
       expect(app.get(SchedulerRegistry).getIntervals()).toContain(task);
       const expiring = Array.from({ length: EXPIRED }, (_, index) => `expired-${String(index).padStart(4, '0')}`);
-      await locks.setLock(expiring, { timeout: 0.2 });
+      // A lease longer than taking 2100 locks lasts on a busy machine, so that they all exist when counted.
+      await locks.setLock(expiring, { timeout: LEASE });
       await locks.getLock('live', { expires: 60 });
       await locks.getLock('never', { expires: 0 });
       expect(await rowNames()).toHaveLength(EXPIRED + 2);
@@ -78,7 +81,8 @@ describeEachDatabase('The clean-up task', (database) => {
     const failing = uniqueName('cleanup_failing');
     const { app, logger } = await startApp(database, failing, { cleanupInterval: 0.1 }, true);
     try {
-      await app.get(DataSource).query(`DROP TABLE "${failing}"`);
+      const dataSource = app.get(DataSource);
+      await dataSource.query(`DROP TABLE ${dataSource.driver.escape(failing)}`);
       await until(() => logger.lines('error', 'LockCleanup').length >= 2, 10_000);
       expect(logger.lines('error', 'LockCleanup')[0]).toMatch(/^Deleting expired locks failed \(the next try is in 0.1 s\): /);
       expect(app.get(SchedulerRegistry).getIntervals()).toContain(`lockmgr-cleanup:${failing}`);

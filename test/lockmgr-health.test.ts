@@ -9,7 +9,7 @@ import { compiledScript, runScript } from './support/processes';
 import { RecordingLogger } from './support/recording-logger';
 import { TcpProxy } from './support/tcp-proxy';
 import type { WithoutTerminusReport } from './workers/without-terminus-worker';
-import { describeEachDatabase, describeOnDatabase, POSTGRES_URL, removeSqliteFile, sqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
+import { describeEachDatabase, describeOnDatabase, MYSQL_URL, POSTGRES_URL, removeSqliteFile, sqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
 
 interface HealthApp {
   app: INestApplication;
@@ -69,8 +69,12 @@ describeEachDatabase('LockMgrHealthIndicator', (database) => {
     const other = await startHealthApp(database, gone);
     try {
       // Dropped by hand: the table this app checks is one of its own.
-      await other.dataSource.query(`DROP TABLE "${gone}"`);
-      const missing = database.kind === 'postgres' ? `relation "${gone}" does not exist` : `no such table: ${gone}`;
+      await other.dataSource.query(`DROP TABLE ${other.dataSource.driver.escape(gone)}`);
+      const missing = {
+        postgres: `relation "${gone}" does not exist`,
+        mysql: `Table '${other.dataSource.driver.database}.${gone}' doesn't exist`,
+        sqlite: `no such table: ${gone}`,
+      }[database.kind];
       const message = `Could not read the lock table "${gone}": ${missing}`;
       expect(await other.indicator.isHealthy()).toEqual({ lockmgr: { status: 'down', message } });
       expect(await getHealth(other.url)).toEqual({
@@ -86,19 +90,23 @@ describeEachDatabase('LockMgrHealthIndicator', (database) => {
 
 const OPERATION_TIMEOUT = 1;
 
-describeOnDatabase(testDatabase('postgres'), 'LockMgrHealthIndicator when the database cannot be reached', (database) => {
+const servers = [
+  { database: testDatabase('postgres'), url: POSTGRES_URL, defaultPort: 5432 },
+  { database: testDatabase('mysql'), url: MYSQL_URL, defaultPort: 3306 },
+];
+
+for (const { database: target, url: serverUrl, defaultPort } of servers) describeOnDatabase(target, 'LockMgrHealthIndicator when the database cannot be reached', (database) => {
   const isolation = uniqueName('health_outage');
-  const server = new URL(POSTGRES_URL);
+  const server = new URL(serverUrl);
   let proxy: TcpProxy;
   let test: HealthApp;
 
   beforeAll(async () => {
-    proxy = await TcpProxy.start(server.hostname, Number(server.port || 5432));
-    const url = new URL(POSTGRES_URL);
+    proxy = await TcpProxy.start(server.hostname, Number(server.port || defaultPort));
+    const url = new URL(serverUrl);
     url.port = String(proxy.port);
-    test = await startHealthApp({ ...database, dataSourceOptions: () => ({ type: 'postgres', url: url.toString() }) }, isolation, {
-      operationTimeout: OPERATION_TIMEOUT,
-    });
+    const throughProxy = { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) };
+    test = await startHealthApp(throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
   });
   afterEach(() => proxy.up());
   afterAll(async () => {

@@ -124,10 +124,7 @@ describeEachDatabase('LockMgrModule', (database) => {
       expect(new Set(tokens.map((lock) => lock.fencingToken)).size).toBe(6);
     } finally {
       await Promise.all(instances.map((instance) => instance.close()));
-      const cleanup = await new DataSource(database.dataSourceOptions(isolation)).initialize();
-      await cleanup.query(`DROP TABLE IF EXISTS "${table}"`);
-      if (database.kind === 'sqlite') await cleanup.query(`DROP TABLE IF EXISTS "${table}_fencing_token"`);
-      await cleanup.destroy();
+      await dropLockTable(database, isolation, table);
     }
   });
 
@@ -148,7 +145,7 @@ describeEachDatabase('LockMgrModule', (database) => {
       await migrated.undoLastMigration();
       expect(await tableExists(migrated, table)).toBe(false);
     } finally {
-      await migrated.query(`DROP TABLE IF EXISTS "${table}_migrations"`);
+      await migrated.query(`DROP TABLE IF EXISTS ${migrated.driver.escape(`${table}_migrations`)}`);
       await migrated.destroy();
     }
   });

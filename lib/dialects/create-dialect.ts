@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { ResolvedLockMgrOptions } from '../lockmgr-options';
 import type { LockDialect } from './lock-dialect';
+import { MysqlDialect } from './mysql.dialect';
 import { PostgresDialect } from './postgres.dialect';
 import { ReleaseWaiters } from './release-waiters';
 import { SqliteDialect } from './sqlite.dialect';
@@ -16,11 +17,14 @@ export function createDialect(dataSource: DataSource, options: ResolvedLockMgrOp
   switch (type) {
     case 'postgres':
       return new PostgresDialect(dataSource, options, waiters);
+    case 'mysql':
+    case 'mariadb':
+      return new MysqlDialect(dataSource, options, waiters);
     case 'better-sqlite3':
       return new SqliteDialect(dataSource, options, waiters);
     case 'sqlite':
       throw new Error('nestjs-lockmgr supports SQLite through the better-sqlite3 driver: use type "better-sqlite3" in the data source.');
     default:
-      throw new Error(`nestjs-lockmgr does not support the "${type}" database; it supports postgres and better-sqlite3.`);
+      throw new Error(`nestjs-lockmgr does not support the "${type}" database; it supports postgres, mysql, mariadb and better-sqlite3.`);
   }
 }

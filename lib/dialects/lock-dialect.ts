@@ -10,6 +10,34 @@ export interface AcquireRequest {
   lockProcess: number | null;
 }
 
+/** A row of the lock table as the PostgreSQL and MySQL drivers return it, with `seconds_left` measured by the query. */
+export interface LockRow {
+  name: string;
+  owner: string;
+  /** A string where the driver returns bigints as strings. */
+  fencing_token: string | number;
+  locked_by: string | null;
+  lock_process: number | null;
+  locked_until: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  seconds_left: number | null;
+}
+
+export function recordFromRow(row: LockRow): LockRecord {
+  return {
+    name: row.name,
+    owner: row.owner,
+    fencingToken: Number(row.fencing_token),
+    lockedBy: row.locked_by,
+    lockProcess: row.lock_process,
+    lockedUntil: row.locked_until,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    secondsLeft: row.seconds_left,
+  };
+}
+
 /** What a failed acquisition learns of the holder, so waiters can wake when the lease runs out. */
 export interface HolderInfo {
   lockedBy: string | null;
@@ -82,6 +110,14 @@ export interface ReleaseWaiting {
   /** Resolves when `name` may have been released (by any process), or after `timeoutMs`; rejects when `signal` aborts. */
   sleep(timeoutMs: number, signal?: AbortSignal): Promise<void>;
   close(): void;
+}
+
+/**
+ * The locks of a `setLocks` request in one fixed order, the order its row (or advisory) locks are taken
+ * in: two concurrent setLock calls then never wait on each other in a cycle.
+ */
+export function inLockingOrder(locks: AcquireRequest[]): AcquireRequest[] {
+  return [...locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /**

@@ -1,12 +1,14 @@
-import type { Pool, PoolClient, PoolConfig, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
 import { checkIdentifier } from '../validation';
 import {
   AcquireRequest,
   AcquireResult,
+  inLockingOrder,
   LockDialect,
   planSetLock,
+  recordFromRow,
   ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
@@ -16,6 +18,7 @@ import {
 } from './lock-dialect';
 import { PostgresListener } from './postgres-listener';
 import { ReleaseWaiters } from './release-waiters';
+import { inTransaction, TransactionOutcome } from './transaction';
 
 export interface PostgresDialectOptions {
   tableName: string;
@@ -79,20 +82,6 @@ function advisoryClassId(table: string): number {
 const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
   EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
-
-function toRecord(row: QueryResultRow): LockRecord {
-  return {
-    name: row.name,
-    owner: row.owner,
-    fencingToken: Number(row.fencing_token),
-    lockedBy: row.locked_by,
-    lockProcess: row.lock_process,
-    lockedUntil: row.locked_until,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    secondsLeft: row.seconds_left,
-  };
-}
 
 /** The statements of every operation, built once per table. */
 function postgresStatements({ table, sequence }: PostgresNames) {
@@ -298,17 +287,17 @@ export class PostgresDialect implements LockDialect {
 
   async renew(request: RenewRequest, executor: Executor = this.pool): Promise<LockRecord | null> {
     const { rows } = await this.run(executor, 'renew', [request.name, request.owner, request.mode, request.expires]);
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length ? recordFromRow(rows[0]) : null;
   }
 
   async find(name: string): Promise<LockRecord | null> {
     const { rows } = await this.run(this.pool, 'find', [name]);
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length ? recordFromRow(rows[0]) : null;
   }
 
   async list(): Promise<LockRecord[]> {
     const { rows } = await this.run(this.pool, 'list', []);
-    return rows.map(toRecord);
+    return rows.map(recordFromRow);
   }
 
   async deleteExpired(limit: number): Promise<number> {
@@ -319,12 +308,10 @@ export class PostgresDialect implements LockDialect {
   async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
     return this.transaction<SetLocksResult>(async (client) => {
       const steps = new Map<string, SetLockStep>();
-      // One fixed order for the per-name advisory locks, so two concurrent setLock calls cannot deadlock.
-      const ordered = [...request.locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      for (const lock of ordered) {
+      for (const lock of inLockingOrder(request.locks)) {
         await this.run(client, 'lockName', [this.advisoryClass, lock.name]);
         const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
-        const existing = rows.length ? toRecord(rows[0]) : null;
+        const existing = rows.length ? recordFromRow(rows[0]) : null;
         const action = planSetLock(existing, request);
         if (action === 'fail') return { commit: false, result: { conflict: existing! } };
         let result: LockRecord | null = existing;
@@ -365,21 +352,17 @@ export class PostgresDialect implements LockDialect {
     await this.pool.end();
   }
 
-  /** Runs `work` in a transaction on one connection, and commits only if it asks to. */
-  private async transaction<T>(work: (client: PoolClient) => Promise<{ commit: boolean; result: T }>): Promise<T> {
+  /** Runs `work` in a transaction on a connection of the pool, and commits only if it asks to. */
+  private async transaction<T>(work: (client: PoolClient) => Promise<TransactionOutcome<T>>): Promise<T> {
     const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const { commit, result } = await work(client);
-      await client.query(commit ? 'COMMIT' : 'ROLLBACK');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
-      throw error;
-    } finally {
-      // A connection that could not even roll back is closed instead of going back to the pool.
-      client.release(broken);
-    }
+    return inTransaction(
+      {
+        begin: () => client.query('BEGIN'),
+        commit: () => client.query('COMMIT'),
+        rollback: () => client.query('ROLLBACK'),
+        release: (broken) => client.release(broken),
+      },
+      () => work(client),
+    );
   }
 }

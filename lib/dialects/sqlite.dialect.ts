@@ -5,7 +5,9 @@ import {
   AcquireRequest,
   AcquireResult,
   LockDialect,
+  LockRow,
   planSetLock,
+  recordFromRow,
   ReleaseWaiting,
   ReleaseRequest,
   RenewRequest,
@@ -62,32 +64,22 @@ const LIVE = `(locked_until IS NULL OR locked_until > ${NOW})`;
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
   (julianday(locked_until) - julianday('now')) * 86400.0 AS seconds_left`;
 
-interface SqliteRow {
-  name: string;
-  owner: string;
-  fencing_token: number;
-  locked_by: string | null;
-  lock_process: number | null;
+/** A row as SQLite returns it: times are text. */
+interface SqliteRow extends Omit<LockRow, 'locked_until' | 'created_at' | 'updated_at'> {
   locked_until: string | null;
   created_at: string;
   updated_at: string;
-  seconds_left: number | null;
 }
 
 const toDate = (text: string) => new Date(`${text.replace(' ', 'T')}Z`);
 
 function toRecord(row: SqliteRow): LockRecord {
-  return {
-    name: row.name,
-    owner: row.owner,
-    fencingToken: Number(row.fencing_token),
-    lockedBy: row.locked_by,
-    lockProcess: row.lock_process,
-    lockedUntil: row.locked_until === null ? null : toDate(row.locked_until),
-    createdAt: toDate(row.created_at),
-    updatedAt: toDate(row.updated_at),
-    secondsLeft: row.seconds_left,
-  };
+  return recordFromRow({
+    ...row,
+    locked_until: row.locked_until === null ? null : toDate(row.locked_until),
+    created_at: toDate(row.created_at),
+    updated_at: toDate(row.updated_at),
+  });
 }
 
 /**
@@ -159,7 +151,7 @@ export class SqliteDialect implements LockDialect {
     const missing = ['owner', 'fencing_token'].filter((column) => !columns.some((c) => c.name === column));
     if (missing.length > 0) {
       throw new Error(
-        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MySQL to share locks with Django.`,
+        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MariaDB to share locks with Django.`,
       );
     }
     const declared = /\((\d+)\)/.exec(columns.find((column) => column.name === 'name')!.type);

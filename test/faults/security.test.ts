@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { Connection } from 'mysql2';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { createLockApp, dropLockTable, LockApp } from '../support/lock-app';
@@ -17,10 +18,12 @@ function watchSqlTexts(database: TestDatabase): { texts: string[]; stop(): void 
     } as T[keyof T];
     return () => (prototype[method] = original as T[keyof T]);
   };
-  const stops =
-    database.kind === 'postgres'
-      ? [watch(Client.prototype, 'query', ([query]) => (typeof query === 'string' ? query : (query as { text: string }).text))]
-      : [watch(Database.prototype, 'prepare', ([sql]) => sql), watch(Database.prototype, 'exec', ([sql]) => sql)];
+  const mysqlText = ([sql]: unknown[]) => (typeof sql === 'string' ? sql : (sql as { sql: string }).sql);
+  const stops = {
+    postgres: () => [watch(Client.prototype, 'query', ([query]) => (typeof query === 'string' ? query : (query as { text: string }).text))],
+    mysql: () => [watch(Connection.prototype, 'execute', mysqlText), watch(Connection.prototype, 'query', mysqlText)],
+    sqlite: () => [watch(Database.prototype, 'prepare', ([sql]) => sql), watch(Database.prototype, 'exec', ([sql]) => sql)],
+  }[database.kind]();
   return { texts, stop: () => stops.forEach((stop) => stop()) };
 }
 
@@ -86,12 +89,11 @@ describeEachDatabase('Security', (database) => {
     const other = await createLockApp(database, isolation, { tableName: mixedCase });
     try {
       await other.locks.getLock('case');
-      const rows = await other.dataSource.query(`SELECT name FROM "${mixedCase}"`);
+      const rows = await other.dataSource.query(`SELECT name FROM ${other.dataSource.driver.escape(mixedCase)}`);
       expect(rows).toEqual([{ name: 'case' }]);
     } finally {
-      await other.dataSource.query(`DROP TABLE IF EXISTS "${mixedCase}"`);
-      if (database.kind === 'sqlite') await other.dataSource.query(`DROP TABLE IF EXISTS "${mixedCase}_fencing_token"`);
       await other.close();
+      await dropLockTable(database, isolation, mixedCase);
     }
   });
 });

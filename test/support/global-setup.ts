@@ -1,5 +1,6 @@
+import { createConnection } from 'mysql2/promise';
 import { Client } from 'pg';
-import { AVAILABILITY_VARIABLE, POSTGRES_URL } from './test-databases';
+import { AVAILABILITY_VARIABLE, MYSQL_URL, POSTGRES_URL } from './test-databases';
 
 interface Server {
   kind: string;
@@ -19,6 +20,16 @@ const servers: Server[] = [
       const client = new Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
       await client.connect();
       await client.end();
+    },
+  },
+  {
+    kind: 'mysql',
+    label: 'MariaDB',
+    url: MYSQL_URL,
+    start: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd',
+    check: async () => {
+      const connection = await createConnection({ uri: MYSQL_URL, connectTimeout: 3000 });
+      await connection.end();
     },
   },
 ];

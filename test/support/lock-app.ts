@@ -2,7 +2,7 @@ import type { ModuleMetadata } from '@nestjs/common';
 import { Test, TestingModuleBuilder } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
+import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
 import { removeSqliteFile, TestDatabase } from './test-databases';
 
 export interface LockApp {
@@ -42,21 +42,26 @@ export async function createLockApp(
   return { locks: moduleRef.get(LockService), dataSource: moduleRef.get(DataSource), close: () => moduleRef.close() };
 }
 
-/** Drops what a test file created: its lock table (with its sequence or counter) or its SQLite file. */
-export async function dropLockTable(database: TestDatabase, isolation: string): Promise<void> {
-  if (database.kind === 'sqlite') return removeSqliteFile(isolation);
+/**
+ * Drops what a test file created: a lock table (with its sequence or counter, as the migration's `down`
+ * does on every database), or the SQLite file named after `isolation` when the table is named so too.
+ */
+export async function dropLockTable(database: TestDatabase, isolation: string, tableName = isolation): Promise<void> {
+  if (database.kind === 'sqlite' && tableName === isolation) return removeSqliteFile(isolation);
   const dataSource = new DataSource(database.dataSourceOptions(isolation));
   await dataSource.initialize();
+  const queryRunner = dataSource.createQueryRunner();
   try {
-    await dataSource.query(`DROP TABLE IF EXISTS "${isolation}"`);
+    await new (createLockTableMigration({ tableName }))().down(queryRunner);
   } finally {
+    await queryRunner.release();
     await dataSource.destroy();
   }
 }
 
 /** Rows in the lock table, expired or not: what a failed call must leave untouched. */
 export async function tableRows(app: LockApp, isolation: string): Promise<unknown[]> {
-  return app.dataSource.query(`SELECT * FROM "${isolation}" ORDER BY name`);
+  return app.dataSource.query(`SELECT * FROM ${app.dataSource.driver.escape(isolation)} ORDER BY name`);
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

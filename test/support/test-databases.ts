@@ -6,11 +6,12 @@ import type { DataSourceOptions } from 'typeorm';
 
 /** The databases the suites run on. Server URLs come from the environment; the defaults are the local servers. */
 export const POSTGRES_URL = process.env.LOCKMGR_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const MYSQL_URL = process.env.LOCKMGR_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
 export interface TestDatabase {
   /** As shown in test titles. */
   label: string;
-  kind: 'postgres' | 'sqlite';
+  kind: 'postgres' | 'mysql' | 'sqlite';
   /** Whether the server answered when the run started (global set-up); SQLite always does. */
   available: boolean;
   /** TypeORM options for a data source on this database; SQLite files are per `isolation` key. */
@@ -34,6 +35,12 @@ export const testDatabases: TestDatabase[] = [
     kind: 'postgres',
     available: process.env[AVAILABILITY_VARIABLE('postgres')] === '1',
     dataSourceOptions: () => ({ type: 'postgres', url: POSTGRES_URL }),
+  },
+  {
+    label: 'MariaDB',
+    kind: 'mysql',
+    available: process.env[AVAILABILITY_VARIABLE('mysql')] === '1',
+    dataSourceOptions: () => ({ type: 'mariadb', url: MYSQL_URL }),
   },
   {
     label: 'SQLite',
