@@ -7,9 +7,9 @@ import { HealthController } from '../sample/health.controller';
 import { dropLockTable, lockTestingModule, sleep } from './support/lock-app';
 import { compiledScript, runScript } from './support/processes';
 import { RecordingLogger } from './support/recording-logger';
-import { TcpProxy } from './support/tcp-proxy';
+import { PROXIED_SERVERS, proxyServer, TcpProxy } from './support/tcp-proxy';
 import type { WithoutTerminusReport } from './workers/without-terminus-worker';
-import { describeEachDatabase, describeOnDatabase, MYSQL_URL, POSTGRES_URL, removeSqliteFile, sqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
+import { describeEachDatabase, describeOnDatabase, removeSqliteFile, sqliteFile, TestDatabase, uniqueName } from './support/test-databases';
 
 interface HealthApp {
   app: INestApplication;
@@ -90,23 +90,15 @@ describeEachDatabase('LockMgrHealthIndicator', (database) => {
 
 const OPERATION_TIMEOUT = 1;
 
-const servers = [
-  { database: testDatabase('postgres'), url: POSTGRES_URL, defaultPort: 5432 },
-  { database: testDatabase('mysql'), url: MYSQL_URL, defaultPort: 3306 },
-];
-
-for (const { database: target, url: serverUrl, defaultPort } of servers) describeOnDatabase(target, 'LockMgrHealthIndicator when the database cannot be reached', (database) => {
+for (const server of PROXIED_SERVERS) describeOnDatabase(server.database, 'LockMgrHealthIndicator when the database cannot be reached', (database) => {
   const isolation = uniqueName('health_outage');
-  const server = new URL(serverUrl);
   let proxy: TcpProxy;
   let test: HealthApp;
 
   beforeAll(async () => {
-    proxy = await TcpProxy.start(server.hostname, Number(server.port || defaultPort));
-    const url = new URL(serverUrl);
-    url.port = String(proxy.port);
-    const throughProxy = { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) };
-    test = await startHealthApp(throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
+    const started = await proxyServer(server, isolation);
+    proxy = started.proxy;
+    test = await startHealthApp(started.throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
   });
   afterEach(() => proxy.up());
   afterAll(async () => {
