@@ -9,7 +9,7 @@ import { compiledScript, runScript } from './support/processes';
 import { RecordingLogger } from './support/recording-logger';
 import { PROXIED_SERVERS, proxyServer, TcpProxy } from './support/tcp-proxy';
 import type { WithoutTerminusReport } from './workers/without-terminus-worker';
-import { describeEachDatabase, describeOnDatabase, removeSqliteFile, sqliteFile, TestDatabase, uniqueName } from './support/test-databases';
+import { describeEachDatabase, describeOnDatabase, removeSqliteFile, sqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
 
 interface HealthApp {
   app: INestApplication;
@@ -132,6 +132,23 @@ for (const server of PROXIED_SERVERS) describeOnDatabase(server.database, 'LockM
     // The connection that timed out is dropped; the next check uses a fresh one.
     await sleep(50);
     expect(await test.indicator.isHealthy()).toEqual({ lockmgr: { status: 'up' } });
+  });
+});
+
+describe('An app without TerminusModule', () => {
+  const isolation = uniqueName('health_no_module');
+  afterAll(() => removeSqliteFile(isolation));
+
+  it('starts, and a health check says to import TerminusModule', async () => {
+    const moduleRef = await lockTestingModule(testDatabase('sqlite'), isolation).compile();
+    await moduleRef.init();
+    try {
+      await expect(moduleRef.get(LockMgrHealthIndicator).isHealthy()).rejects.toThrow(
+        'LockMgrHealthIndicator needs TerminusModule from @nestjs/terminus: import it in the app.',
+      );
+    } finally {
+      await moduleRef.close();
+    }
   });
 });
 
