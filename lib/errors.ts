@@ -82,6 +82,9 @@ export class LockDatabaseError extends LockMgrError {
     action: string,
     cause: unknown,
   ) {
-    super(`Could not ${action}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    // Not `instanceof Error`: a native driver's errors can belong to another realm (under jest, the
+    // first test file's), and their message is what says what went wrong.
+    const reason = typeof (cause as Error | null)?.message === 'string' ? (cause as Error).message : String(cause);
+    super(`Could not ${action}: ${reason}`, { cause });
   }
 }

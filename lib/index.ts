@@ -4,9 +4,20 @@ export type { LockRecord } from './lock.entity';
 export { LockService } from './lock.service';
 export type { GetLockOptions, RenewLockOptions, SetLockOptions } from './lock.service';
 export { LockContext } from './lock-context';
+export { LOCKMGR_CHANNELS } from './lock-events';
+export type {
+  LockAcquiredMessage,
+  LockEventMessages,
+  LockLostMessage,
+  LockReleasedMessage,
+  LockRenewedMessage,
+  LockSkippedMessage,
+} from './lock-events';
 export { LockManager } from './lock-manager';
 export type { LockManagerOptions, ManagerLockOptions, ManagerRenewOptions } from './lock-manager';
 export type { LockSetResult, LockSetStatus } from './lock-set-result';
+export { LockMgrHealthIndicator } from './lockmgr.health';
+export type { LockMgrHealthResult } from './lockmgr.health';
 export { LockMgrModule } from './lockmgr.module';
 export type { LockMgrModuleExtras } from './lockmgr.module-definition';
 export type { LockMgrModuleOptions } from './lockmgr-options';

@@ -4,6 +4,7 @@ import type { SchedulerRegistry } from '@nestjs/schedule';
 import { LockService } from './lock.service';
 import { LOCKMGR_OPTIONS } from './lockmgr.constants';
 import type { ResolvedLockMgrOptions } from './lockmgr-options';
+import { loadOptionalDependency } from './optional-dependency';
 
 /**
  * Deletes the rows of expired locks every `cleanupInterval` seconds, as an interval of the app's
@@ -62,13 +63,8 @@ export class LockCleanupService implements OnApplicationBootstrap, OnModuleDestr
 
   /** @nestjs/schedule is an optional peer dependency: loaded only here, and only its registry in this app counts. */
   private findSchedulerRegistry(): SchedulerRegistry | undefined {
-    let schedule: typeof import('@nestjs/schedule');
-    try {
-      schedule = require('@nestjs/schedule');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
-      throw error;
-    }
+    const schedule = loadOptionalDependency<typeof import('@nestjs/schedule')>('@nestjs/schedule');
+    if (!schedule) return undefined;
     try {
       return this.moduleRef.get(schedule.SchedulerRegistry, { strict: false });
     } catch {

@@ -1,5 +1,6 @@
 import { LockedError, LockLostError, LockNotFoundError } from './errors';
 import type { LockEntity } from './lock.entity';
+import { heldSeconds, lockChannels } from './lock-events';
 import type { GetLockOptions, LockService } from './lock.service';
 import { checkBoolean, checkExpires, checkOptionalSeconds, checkOptions, MAX_WAIT_SECONDS } from './validation';
 
@@ -178,9 +179,7 @@ export class LockManager implements AsyncDisposable {
     for (const { lock } of held) this.forget(lock.name);
     const holdFor = this.settings.minHold - (performance.now() - this.#takenAt) / 1000;
     const outcomes = await Promise.allSettled(
-      held.map(({ lock }) =>
-        lock === this.#mainLock && holdFor > 0 ? this.service.renewOwned(lock, holdFor, 'set') : this.service.unlock(lock),
-      ),
+      held.map(({ lock }) => this.service.releaseOwned(lock, lock === this.#mainLock ? holdFor : 0)),
     );
     const errors = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
     if (errors.length === 1) throw errors[0];
@@ -230,9 +229,15 @@ export class LockManager implements AsyncDisposable {
   }
 
   private lose(name: string, reason: string): void {
-    if (!this.#held.has(name)) return;
+    const held = this.#held.get(name);
+    if (!held) return;
     this.forget(name);
-    if (!this.#lost.signal.aborted) this.#lost.abort(new LockLostError(name, reason));
+    const error = new LockLostError(name, reason);
+    if (lockChannels.lost.hasSubscribers) {
+      const { lock } = held;
+      lockChannels.lost.publish({ table: this.service.tableName, name, fencingToken: lock.fencingToken, held: heldSeconds(lock), error });
+    }
+    if (!this.#lost.signal.aborted) this.#lost.abort(error);
   }
 
   private forget(name: string): void {

@@ -27,7 +27,7 @@ export function toLockSetResult(steps: SetLockStep[], requestedAt: number): Lock
     else if (step.action === 'extend') result.counts.renewed++;
     else if (wasLocked) result.counts.skipRenew++;
     else result.counts.skipCreate++;
-    if (step.lock) result.locks.push(LockEntity.fromRecord(step.lock, requestedAt));
+    if (step.lock) result.locks.push(LockEntity.fromRecord(step.lock, requestedAt, step.action === 'create' ? requestedAt : undefined));
     result.statuses.push([step.name, { wasLocked, status: step.action, locked: step.lock !== null }]);
   }
   return result;

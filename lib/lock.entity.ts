@@ -61,13 +61,25 @@ export class LockEntity {
    */
   #expiresAtMonotonic?: number;
 
-  /** @internal Builds a handle from a row read at `requestedAt` (a `performance.now()` taken before the query was sent). */
-  static fromRecord(record: LockRecord, requestedAt: number): LockEntity {
+  /** `performance.now()` at which this process asked for the lock it got: lock events say how long it was held. */
+  #takenAt?: number;
+
+  /**
+   * @internal Builds a handle from a row read at `requestedAt` (a `performance.now()` taken before the
+   * query was sent). `takenAt` is when this process took the lock, if it did.
+   */
+  static fromRecord(record: LockRecord, requestedAt: number, takenAt?: number): LockEntity {
     const { secondsLeft, ...columns } = record;
     const lock = Object.assign(new LockEntity(), columns);
     // Counting from before the request makes the estimate err on the early side.
     if (secondsLeft !== null) lock.#expiresAtMonotonic = requestedAt + secondsLeft * 1000;
+    lock.#takenAt = takenAt;
     return lock;
+  }
+
+  /** @internal `performance.now()` when this process took the lock; undefined on handles of locks it did not take (`listLocks`). */
+  get takenAt(): number | undefined {
+    return this.#takenAt;
   }
 
   /** Seconds until the lock expires (negative once it has), or null when it never expires. */
@@ -84,7 +96,7 @@ export class LockEntity {
   }
 
   /** The owner token is a secret: serialising a lock (to log it, or answer an HTTP request) leaves it out. */
-  toJSON(): Omit<LockEntity, 'owner' | 'toJSON' | 'expired' | 'expiresSeconds'> & { expiresSeconds: number | null } {
+  toJSON(): Omit<LockEntity, 'owner' | 'toJSON' | 'expired' | 'expiresSeconds' | 'takenAt'> & { expiresSeconds: number | null } {
     const { owner: _owner, ...visible } = this;
     return { ...visible, expiresSeconds: this.expiresSeconds };
   }

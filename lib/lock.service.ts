@@ -1,9 +1,10 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { AcquireRequest, HolderInfo, LockDialect, ReleaseWaiting } from './dialects/lock-dialect';
+import type { AcquireRequest, HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode } from './dialects/lock-dialect';
 import { LockDatabaseError, LockedError, LockFailError, LockMgrError, LockNotFoundError } from './errors';
-import { LockEntity } from './lock.entity';
+import { LockEntity, LockRecord } from './lock.entity';
 import { LockContext } from './lock-context';
+import { heldSeconds, leaseOf, lockChannels, secondsSince } from './lock-events';
 import { LockManager, LockManagerOptions } from './lock-manager';
 import { LockSetResult, toLockSetResult } from './lock-set-result';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
@@ -140,8 +141,8 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
    * the lock of whoever took over); by name, whoever holds it (a force release). False when nothing was released.
    */
   async unlock(lock: LockEntity | string): Promise<boolean> {
-    const { name, owner } = this.checkLockReference(lock, 'unlock');
-    return this.database(`release lock "${name}"`, name, this.dialect.release({ name, owner }));
+    const reference = this.checkLockReference(lock, 'unlock');
+    return this.release(reference, typeof lock === 'string' ? undefined : lock, 0);
   }
 
   /**
@@ -156,9 +157,8 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     const addTime = checkBoolean(given.addTime, 'renewLock option addTime') ?? false;
     const create = checkBoolean(given.create, 'renewLock option create') ?? false;
     const creation = this.checkRequest(name, expires, given, 'renewLock');
-    const requestedAt = performance.now();
-    const renewed = await this.database(`renew lock "${name}"`, name, this.dialect.renew({ name, owner, expires, mode: addTime ? 'add' : 'extend' }));
-    if (renewed) return LockEntity.fromRecord(renewed, requestedAt);
+    const renewed = await this.renew({ name, owner }, expires, addTime ? 'add' : 'extend', typeof lock === 'string' ? undefined : lock);
+    if (renewed) return renewed;
     if (!create) throw new LockNotFoundError(name);
     const created = await this.acquire({ request: creation, wait: 0 });
     if (created instanceof LockedError) throw created;
@@ -190,6 +190,10 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     const requestedAt = performance.now();
     const result = await this.database(`set locks ${distinct.map((n) => `"${n}"`).join(', ')}`, undefined, this.dialect.setLocks({ locks, fail, renew, create }));
     if ('conflict' in result) throw new LockFailError(LockEntity.fromRecord(result.conflict, requestedAt));
+    for (const step of result.steps) {
+      if (step.action === 'create') this.announceAcquired(step.lock!, requestedAt);
+      if (step.action === 'extend') this.announceRenewed(step.lock!);
+    }
     return toLockSetResult(result.steps, requestedAt);
   }
 
@@ -299,14 +303,18 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
    */
   async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
-    const giveUpAt = performance.now() + wait * 1000;
+    const startedAt = performance.now();
+    const giveUpAt = startedAt + wait * 1000;
     const shutdown = this.shuttingDown.signal;
     let waiting: ReleaseWaiting | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
         const requestedAt = performance.now();
         const result = await this.database(`acquire lock "${request.name}"`, request.name, this.dialect.acquire(request));
-        if (result.acquired) return LockEntity.fromRecord(result.lock, requestedAt);
+        if (result.acquired) {
+          this.announceAcquired(result.lock, startedAt);
+          return LockEntity.fromRecord(result.lock, requestedAt, requestedAt);
+        }
         const now = performance.now();
         // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
         if (now >= giveUpAt || shutdown.aborted) return new LockedError(request.name, result.holder);
@@ -343,10 +351,75 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   }
 
   /** @internal Renews a handle that must still own its lock; null when it no longer does. */
-  async renewOwned(lock: LockEntity, expires: number | null, mode: 'extend' | 'add' | 'set'): Promise<LockEntity | null> {
+  renewOwned(lock: LockEntity, expires: number | null, mode: Exclude<RenewMode, 'set'>): Promise<LockEntity | null> {
+    return this.renew(lock, expires, mode, lock);
+  }
+
+  /**
+   * @internal Lets go of a lock a manager holds. With `keepFor` seconds (what is left of `minHold`),
+   * the lock stays taken until then instead of being deleted. False when the handle no longer owned it.
+   */
+  releaseOwned(lock: LockEntity, keepFor: number): Promise<boolean> {
+    return this.release(lock, lock, keepFor);
+  }
+
+  /** @internal The lock table, named in lock events. */
+  get tableName(): string {
+    return this.options.tableName;
+  }
+
+  /** @internal The cheapest read that needs the lock table: a primary-key lookup of a name no lock can have (names are never empty). */
+  async readTable(): Promise<void> {
+    await this.database(`read the lock table "${this.options.tableName}"`, undefined, this.dialect.find(''));
+  }
+
+  /** Every renewal goes through here, so each one is announced once. `handle` carries when the lock was taken. */
+  private async renew(
+    { name, owner }: ReleaseRequest,
+    expires: number | null,
+    mode: RenewMode,
+    handle: LockEntity | undefined,
+  ): Promise<LockEntity | null> {
     const requestedAt = performance.now();
-    const renewed = await this.database(`renew lock "${lock.name}"`, lock.name, this.dialect.renew({ name: lock.name, owner: lock.owner, expires, mode }));
-    return renewed && LockEntity.fromRecord(renewed, requestedAt);
+    const renewed = await this.database(`renew lock "${name}"`, name, this.dialect.renew({ name, owner, expires, mode }));
+    if (!renewed) return null;
+    this.announceRenewed(renewed);
+    return LockEntity.fromRecord(renewed, requestedAt, handle?.takenAt);
+  }
+
+  /** Every release goes through here, so each one is announced once. */
+  private async release({ name, owner }: ReleaseRequest, handle: LockEntity | undefined, keepFor: number): Promise<boolean> {
+    const action = `release lock "${name}"`;
+    let keptUntil: Date | null = null;
+    let released: boolean;
+    if (keepFor > 0) {
+      const kept = await this.database(action, name, this.dialect.renew({ name, owner, expires: keepFor, mode: 'set' }));
+      released = kept !== null;
+      keptUntil = kept?.lockedUntil ?? null;
+    } else {
+      released = await this.database(action, name, this.dialect.release({ name, owner }));
+    }
+    if (released && lockChannels.released.hasSubscribers) {
+      lockChannels.released.publish({
+        table: this.options.tableName,
+        name,
+        fencingToken: handle?.fencingToken ?? null,
+        held: heldSeconds(handle),
+        forced: owner === null,
+        keptUntil,
+      });
+    }
+    return released;
+  }
+
+  private announceAcquired(record: LockRecord, startedAt: number): void {
+    if (!lockChannels.acquired.hasSubscribers) return;
+    lockChannels.acquired.publish({ table: this.options.tableName, ...leaseOf(record), lockedBy: record.lockedBy, waited: secondsSince(startedAt) });
+  }
+
+  private announceRenewed(record: LockRecord): void {
+    if (!lockChannels.renewed.hasSubscribers) return;
+    lockChannels.renewed.publish({ table: this.options.tableName, ...leaseOf(record) });
   }
 
   /** A database failure becomes a `LockDatabaseError` saying what could not be done. */

@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import { createDialect } from './dialects/create-dialect';
 import { LockCleanupService } from './lock-cleanup.service';
 import { LockService } from './lock.service';
+import { LockMgrHealthIndicator } from './lockmgr.health';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
 import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options';
@@ -32,8 +33,10 @@ import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options
     },
     LockService,
     LockCleanupService,
+    // Loads @nestjs/terminus only when a check runs, so it costs nothing to apps without it.
+    LockMgrHealthIndicator,
   ],
-  exports: [LockService],
+  exports: [LockService, LockMgrHealthIndicator],
 })
 export class LockMgrModule extends ConfigurableLockMgrModule {
   /** The options are optional: `LockMgrModule.forRoot()` uses the default data source and every default. */

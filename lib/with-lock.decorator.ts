@@ -2,6 +2,7 @@ import { HttpException, HttpStatus, Inject, Logger } from '@nestjs/common';
 import { METHOD_METADATA, PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
 import type { LockedError } from './errors';
 import { checkManagerOptions, LockService } from './lock.service';
+import { lockChannels, secondsSince } from './lock-events';
 import { checkLockName, checkOneOf, checkOptions } from './validation';
 
 /** Builds the lock name from the arguments of the call (called with the instance as `this`). */
@@ -72,9 +73,12 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
         );
       }
       const lockName = typeof name === 'function' ? name.apply(this, args) : name;
+      const calledAt = performance.now();
       const run = await locks.runLocked(lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
       if ('value' in run) return run.value;
-      return whenLocked(onLocked ?? defaultWhenLocked(locked), run.locked, where);
+      const behaviour = onLocked ?? defaultWhenLocked(locked);
+      if (behaviour === 'skip') return skip(locks, run.locked, where, calledAt);
+      return whenLocked(behaviour, run.locked);
     };
 
     // Decorators applied before this one wrote their metadata on the original method; decorators
@@ -97,11 +101,16 @@ function defaultWhenLocked(handler: object): LockedBehaviour {
   return 'throw';
 }
 
-function whenLocked(behaviour: LockedBehaviour, error: LockedError, where: string): undefined {
+function skip(locks: LockService, error: LockedError, where: string, calledAt: number): undefined {
+  logger.debug(`Skipped ${where}: ${error.message}`);
+  if (lockChannels.skipped.hasSubscribers) {
+    lockChannels.skipped.publish({ table: locks.tableName, name: error.lockName, method: where, waited: secondsSince(calledAt), error });
+  }
+  return undefined;
+}
+
+function whenLocked(behaviour: Exclude<LockedBehaviour, 'skip'>, error: LockedError): never {
   switch (behaviour) {
-    case 'skip':
-      logger.debug(`Skipped ${where}: ${error.message}`);
-      return undefined;
     case 'http':
       // The holder's host name stays out of the answer: clients only learn which lock is busy.
       throw new HttpException(

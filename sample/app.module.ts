@@ -1,8 +1,10 @@
 import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
+import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { LockMgrModule } from '../lib';
 import { sampleDataSourceOptions } from './database';
+import { HealthController } from './health.controller';
 import { instanceName } from './instance';
 import { LocksController } from './locks.controller';
 import { PaymentsController } from './payments.controller';
@@ -14,8 +16,10 @@ import { ReportJob } from './report.job';
     ScheduleModule.forRoot(),
     TypeOrmModule.forRoot(sampleDataSourceOptions()),
     LockMgrModule.forRoot({ lockedBy: instanceName }),
+    // GET /health, with the lock module's health indicator.
+    TerminusModule.forRoot(),
   ],
-  controllers: [LocksController, PaymentsController],
+  controllers: [HealthController, LocksController, PaymentsController],
   providers: [ReportJob],
 })
 export class AppModule {}

@@ -1,10 +1,13 @@
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module';
 import { describeDatabase, sampleDataSourceOptions } from './database';
+import { logLockEvents } from './lock-events';
 
 async function bootstrap(): Promise<void> {
+  // Skipped runs and lost locks always; LOCK_EVENTS=1 adds every acquisition, renewal and release.
+  logLockEvents(process.env.LOCK_EVENTS === '1');
   // Nest's start-up lines, times three instances, would bury the ticks: VERBOSE=1 shows them, and
-  // @WithLock's debug line from each instance that skipped a tick.
+  // the debug lines.
   const app = await NestFactory.create(AppModule, {
     logger: process.env.VERBOSE === '1' ? ['error', 'warn', 'log', 'debug'] : ['error', 'warn'],
   });

@@ -1,29 +1,21 @@
 import { LockDatabaseError, LockedError, LockLostError, LockManager } from '../../lib';
 import { createLockApp, dropLockTable, LockApp, sleep } from '../support/lock-app';
-import { TcpProxy } from '../support/tcp-proxy';
-import { describeOnDatabase, MYSQL_URL, POSTGRES_URL, testDatabase, uniqueName } from '../support/test-databases';
+import { PROXIED_SERVERS, proxyServer, TcpProxy } from '../support/tcp-proxy';
+import { describeOnDatabase, uniqueName } from '../support/test-databases';
 
 const OPERATION_TIMEOUT = 1;
 
-const servers = [
-  { database: testDatabase('postgres'), url: POSTGRES_URL, defaultPort: 5432 },
-  { database: testDatabase('mysql'), url: MYSQL_URL, defaultPort: 3306 },
-];
-
-for (const { database: target, url: serverUrl, defaultPort } of servers) describeOnDatabase(target, 'Database outage', (database) => {
+for (const server of PROXIED_SERVERS) describeOnDatabase(server.database, 'Database outage', (database) => {
   const isolation = uniqueName('outage');
-  const server = new URL(serverUrl);
   let proxy: TcpProxy;
   let direct: LockApp;
   let proxied: LockApp;
 
   beforeAll(async () => {
     direct = await createLockApp(database, isolation);
-    proxy = await TcpProxy.start(server.hostname, Number(server.port || defaultPort));
-    const url = new URL(serverUrl);
-    url.port = String(proxy.port);
-    const throughProxy = { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) };
-    proxied = await createLockApp(throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
+    const started = await proxyServer(server, isolation);
+    proxy = started.proxy;
+    proxied = await createLockApp(started.throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
   });
   afterEach(() => proxy.up());
   afterAll(async () => {

@@ -1,4 +1,5 @@
 import { createConnection, createServer, Server, Socket } from 'node:net';
+import { MYSQL_URL, POSTGRES_URL, TestDatabase, testDatabase } from './test-databases';
 
 /**
  * A TCP relay between the app and its database, to make the network fail on cue: `down()` drops
@@ -67,4 +68,26 @@ export class TcpProxy {
     this.down();
     await new Promise((resolve) => this.server.close(resolve));
   }
+}
+
+/** A database server that the outage suites reach through a proxy. */
+export interface ProxiedServer {
+  database: TestDatabase;
+  url: string;
+  defaultPort: number;
+}
+
+export const PROXIED_SERVERS: ProxiedServer[] = [
+  { database: testDatabase('postgres'), url: POSTGRES_URL, defaultPort: 5432 },
+  { database: testDatabase('mysql'), url: MYSQL_URL, defaultPort: 3306 },
+];
+
+/** Starts a proxy in front of `server`, and says how an app reaches the database through it. */
+export async function proxyServer(server: ProxiedServer, isolation: string): Promise<{ proxy: TcpProxy; throughProxy: TestDatabase }> {
+  const target = new URL(server.url);
+  const proxy = await TcpProxy.start(target.hostname, Number(target.port || server.defaultPort));
+  const url = new URL(server.url);
+  url.port = String(proxy.port);
+  const { database } = server;
+  return { proxy, throughProxy: { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) } };
 }

@@ -1,0 +1,63 @@
+import { Injectable } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import type { HealthIndicatorService } from '@nestjs/terminus';
+import type { LockDatabaseError } from './errors';
+import { LockService } from './lock.service';
+import { loadOptionalDependency } from './optional-dependency';
+import { checkLockName } from './validation';
+
+/**
+ * What `isHealthy` resolves to: the result of a `@nestjs/terminus` health indicator, written out here
+ * so that the package's types do not need terminus.
+ */
+export type LockMgrHealthResult<Key extends string = string> = Record<Key, { status: 'up' } | { status: 'down'; message: string }>;
+
+/**
+ * A health indicator for `@nestjs/terminus`: up when the lock table answers a read, down (with a
+ * message saying why) when it does not within the module's `operationTimeout`.
+ *
+ * `LockMgrModule` provides it, so inject it beside terminus's `HealthCheckService`:
+ * `this.health.check([() => this.lockmgr.isHealthy('locks')])`. `@nestjs/terminus` is an optional
+ * peer dependency: it is loaded by the first check, never when the app starts, so an app that does
+ * not install it runs as before. A check needs `TerminusModule` in the app.
+ */
+@Injectable()
+export class LockMgrHealthIndicator {
+  private indicators?: HealthIndicatorService;
+
+  /** @internal Nest creates the indicator; inject it. */
+  constructor(
+    private readonly locks: LockService,
+    private readonly moduleRef: ModuleRef,
+  ) {}
+
+  /**
+   * Reads the lock table, and resolves to `{ [key]: { status: 'up' } }`, or to
+   * `{ [key]: { status: 'down', message } }` when the database fails the read or does not answer in time.
+   *
+   * @param key The key of the result in terminus's answer; `'lockmgr'` by default.
+   */
+  async isHealthy<Key extends string = 'lockmgr'>(key: Key = 'lockmgr' as Key): Promise<LockMgrHealthResult<Key>> {
+    checkLockName(key, 'isHealthy key', Number.MAX_SAFE_INTEGER);
+    const indicator = this.healthIndicatorService().check(key);
+    try {
+      await this.locks.readTable();
+    } catch (error) {
+      // A LockDatabaseError, saying what failed and the driver's reason.
+      return indicator.down({ message: (error as LockDatabaseError).message });
+    }
+    return indicator.up();
+  }
+
+  private healthIndicatorService(): HealthIndicatorService {
+    if (this.indicators) return this.indicators;
+    const terminus = loadOptionalDependency<typeof import('@nestjs/terminus')>('@nestjs/terminus');
+    if (!terminus) throw new Error('LockMgrHealthIndicator needs @nestjs/terminus: install it with "npm install @nestjs/terminus".');
+    try {
+      this.indicators = this.moduleRef.get(terminus.HealthIndicatorService, { strict: false });
+    } catch {
+      throw new Error('LockMgrHealthIndicator needs TerminusModule from @nestjs/terminus: import it in the app.');
+    }
+    return this.indicators;
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * Loads an optional peer dependency (`@nestjs/schedule`, `@nestjs/terminus`) when it is first needed,
+ * so that an app that did not install it can still load nestjs-lockmgr. Undefined when it is not installed.
+ */
+export function loadOptionalDependency<T>(name: string): T | undefined {
+  try {
+    return require(name) as T;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
+    throw error;
+  }
+}
