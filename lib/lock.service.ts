@@ -1,5 +1,6 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { AcquireRequest, HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode } from './dialects/lock-dialect';
 import { LockDatabaseError, LockedError, LockFailError, LockMgrError, LockNotFoundError } from './errors';
 import { LockEntity, LockRecord } from './lock.entity';
@@ -121,7 +122,10 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   constructor(
     @Inject(LOCK_DIALECT) private readonly dialect: LockDialect,
     @Inject(LOCKMGR_OPTIONS) private readonly options: ResolvedLockMgrOptions,
-  ) {}
+  ) {
+    // Every waiting acquisition listens to it while it sleeps: many at once are expected, not a leak.
+    setMaxListeners(0, this.shuttingDown.signal);
+  }
 
   /** Takes the lock `name`, or throws `LockedError` if it is held (after waiting up to `wait` seconds). */
   async getLock(name: string, options?: GetLockOptions): Promise<LockEntity> {
