@@ -9,11 +9,12 @@
  * It restarts the local PostgreSQL server: run it when nothing else needs that server.
  */
 import { execSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
+import { FencedStore } from './support/fenced-store';
 import { createLockApp, dropLockTable } from './support/lock-app';
 import { compiledScript, ScriptProcess } from './support/processes';
 import { POSTGRES_URL, testDatabases, TestDatabase, uniqueName } from './support/test-databases';
@@ -77,6 +78,7 @@ class SoakInstance {
   async kill(): Promise<void> {
     this.process.kill('SIGKILL');
     await this.process.finished;
+    for (const name of this.settings.lockNames) new FencedStore(this.settings.resourceDirectory, name).removeMarkOf(this.process.pid);
     addStats(this.earlier, this.latest);
     this.start();
   }
@@ -114,9 +116,8 @@ function restartPostgres(): void {
 }
 
 /** Every sign of two holders at once in one resource's log: a value out of sequence or a token going back. */
-function checkLog(name: string, text: string): string[] {
+function checkLog(name: string, lines: string[]): string[] {
   const violations: string[] = [];
-  const lines = text.trimEnd().split('\n').filter(Boolean);
   lines.forEach((line, i) => {
     const [token, value] = line.split(' ').map(Number);
     if (value !== i + 1) violations.push(`${name}: write ${i + 1} wrote value ${value}`);
@@ -129,7 +130,6 @@ async function soak(database: TestDatabase): Promise<Summary> {
   const table = uniqueName('soak');
   await (await createLockApp(database, table)).close();
   const resourceDirectory = mkdtempSync(join(tmpdir(), `${table}-`));
-  for (const name of LOCK_NAMES) writeFileSync(join(resourceDirectory, `${name}.log`), '');
   const settings: SoakWorkerSettings = {
     dataSourceOptions: database.dataSourceOptions(table),
     tableName: table,
@@ -159,9 +159,10 @@ async function soak(database: TestDatabase): Promise<Summary> {
       if (outcome.status === 'rejected') throw outcome.reason;
       addStats(stats, outcome.value);
     }
-    const violations = LOCK_NAMES.flatMap((name) => checkLog(name, readFileSync(join(resourceDirectory, `${name}.log`), 'utf8')));
+    const logs = LOCK_NAMES.map((name) => ({ name, lines: new FencedStore(resourceDirectory, name).log().trimEnd().split('\n').filter(Boolean) }));
+    const violations = logs.flatMap(({ name, lines }) => checkLog(name, lines));
     if (stats.heldTwice > 0) violations.push(`${stats.heldTwice} writes were turned away while their holder still believed it held the lock`);
-    const writes = LOCK_NAMES.reduce((sum, name) => sum + readFileSync(join(resourceDirectory, `${name}.log`), 'utf8').trimEnd().split('\n').filter(Boolean).length, 0);
+    const writes = logs.reduce((sum, { lines }) => sum + lines.length, 0);
     return { database: database.label, seconds: Math.round((performance.now() - started) / 1000), stats, faults, writes, violations };
   } finally {
     rmSync(resourceDirectory, { recursive: true, force: true });

@@ -114,6 +114,10 @@ export class ScriptProcess {
   kill(signal: NodeJS.Signals): void {
     this.child.kill(signal);
   }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
 }
 
 /** Runs a compiled test script as its own process and resolves when it exits. */

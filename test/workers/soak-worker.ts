@@ -1,21 +1,16 @@
 /**
  * One app instance of the soak, in its own process: it loops over critical sections on a few lock
- * names, each one a read-modify-write of a fenced resource, until it is stopped (or killed). Now and
- * then it freezes inside a critical section for longer than its lease, as a stalled process would.
- *
- * The resource of a name is a fenced store on disk, as a storage service would be: it remembers the
- * highest fencing token that read or wrote it, and refuses a write carrying a lower one (the holder
- * was fenced off). Accepted writes go to an append-only log as lines "<token> <value>", where value
- * is the value read plus one. If two holders ever overlapped unfenced, the log shows it: a value
- * repeated or skipped, or a token going back.
+ * names, each one a read-modify-write of a fenced resource (a `FencedStore`), until it is stopped (or
+ * killed). Now and then it freezes inside a critical section for longer than its lease, as a stalled
+ * process would. Each write logs the value read plus one, so if two holders ever overlapped
+ * unfenced, the log shows it: a value repeated or skipped, or a token going back.
  */
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { DataSourceOptions } from 'typeorm';
 import { LockDatabaseError, LockedError, LockMgrModule, LockService } from '../../lib';
+import { FencedStore } from '../support/fenced-store';
 
 export interface SoakWorkerSettings {
   dataSourceOptions: DataSourceOptions;
@@ -40,61 +35,6 @@ export interface SoakWorkerStats {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A store that refuses writes from holders whose fencing token is below one it has already seen. */
-class FencedStore {
-  constructor(
-    private readonly directory: string,
-    private readonly name: string,
-  ) {}
-
-  private path(suffix: string): string {
-    return join(this.directory, `${this.name}.${suffix}`);
-  }
-
-  /** The store's own atomicity (a directory is created by one process only), apart from the lock under test. */
-  private exclusively<T>(operation: () => T): T {
-    for (;;) {
-      try {
-        mkdirSync(this.path('busy'));
-        break;
-      } catch {
-        // A process killed inside an operation leaves its mark behind; operations take microseconds.
-        // (Some workers run with a skewed Date; the performance clock is the real one.)
-        const busy = statSync(this.path('busy'), { throwIfNoEntry: false });
-        if (busy && performance.timeOrigin + performance.now() - busy.mtimeMs > 1000) rmdirSync(this.path('busy'));
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-      }
-    }
-    try {
-      return operation();
-    } finally {
-      rmdirSync(this.path('busy'));
-    }
-  }
-
-  private highestToken(): number {
-    return existsSync(this.path('fence')) ? Number(readFileSync(this.path('fence'), 'utf8')) : 0;
-  }
-
-  read(token: number): number {
-    return this.exclusively(() => {
-      if (token > this.highestToken()) writeFileSync(this.path('fence'), String(token));
-      const lines = readFileSync(this.path('log'), 'utf8').trimEnd().split('\n');
-      return Number((lines.at(-1) || '0 0').split(' ')[1]);
-    });
-  }
-
-  /** False when the token was fenced off. */
-  write(token: number, value: number): boolean {
-    return this.exclusively(() => {
-      if (token < this.highestToken()) return false;
-      writeFileSync(this.path('fence'), String(token));
-      appendFileSync(this.path('log'), `${token} ${value}\n`);
-      return true;
-    });
-  }
-}
 
 async function main(settings: SoakWorkerSettings): Promise<void> {
   let stopping = false;
