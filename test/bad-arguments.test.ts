@@ -1,5 +1,5 @@
 import { LockService } from '../lib';
-import { createLockApp, dropLockTable, LockApp, tableRows } from './support/lock-app';
+import { LockApp, tableRows, useLockApp } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 type Case = [description: string, call: (locks: LockService) => Promise<unknown>, error: typeof TypeError, names: RegExp];
@@ -55,15 +55,11 @@ describeEachDatabase('Bad arguments', (database) => {
   let app: LockApp;
   let before: unknown[];
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
+  useLockApp(database, isolation, async (started) => {
+    app = started;
     await app.locks.getLock('a', { expires: 60 });
     await app.locks.getLock('forever', { expires: 0 });
     before = await tableRows(app, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
   });
 
   it.each(cases)('rejects %s with an error naming the argument', async (_description, call, errorClass, message) => {

@@ -1,13 +1,13 @@
 import { createLockTableMigration, LockDatabaseError } from '../lib';
-import { createLockApp, dropLockTable, LockApp } from './support/lock-app';
+import { LockApp, useLockApp } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 describeEachDatabase('Database failures', (database) => {
   const isolation = uniqueName('failures');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
+  useLockApp(database, isolation, async (started) => {
+    app = started;
     await app.locks.getLock('held', { expires: 60 });
     // The table disappears under the running app, as when someone drops it by hand.
     const queryRunner = app.dataSource.createQueryRunner();
@@ -16,10 +16,6 @@ describeEachDatabase('Database failures', (database) => {
     } finally {
       await queryRunner.release();
     }
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
   });
 
   it('surface as errors from every operation, never as a held or a free lock', async () => {

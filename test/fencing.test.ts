@@ -1,17 +1,11 @@
-import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { createLockApp, LockApp, sleep, useLockApp } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 describeEachDatabase('Fencing tokens', (database) => {
   const isolation = uniqueName('fencing');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started));
 
   it('strictly increase across release, expiry and clean-up, as safe integers', async () => {
     const tokens: number[] = [];

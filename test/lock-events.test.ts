@@ -14,7 +14,7 @@ import {
   LockSkippedMessage,
   WithLock,
 } from '../lib';
-import { createLockApp, dropLockTable, LockApp, lockTestingModule, sleep, until } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, lockTestingModule, sleep, until, useLockApp } from './support/lock-app';
 import { RecordingLogger } from './support/recording-logger';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
@@ -62,13 +62,7 @@ describeEachDatabase('Lock events', (database) => {
   let name: string;
   let counter = 0;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started));
   beforeEach(() => {
     name = `events-${++counter}`;
     log = new EventLog(isolation);

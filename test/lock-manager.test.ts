@@ -1,5 +1,5 @@
 import { LockContext, LockedError, LockLostError, LockManager, LockNotFoundError } from '../lib';
-import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, sleep, useLockApp } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 describeEachDatabase('LockManager and withLock', (database) => {
@@ -8,13 +8,7 @@ describeEachDatabase('LockManager and withLock', (database) => {
   let name: string;
   let counter = 0;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started));
   beforeEach(() => {
     name = `job-${++counter}`;
   });

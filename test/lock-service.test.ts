@@ -1,5 +1,5 @@
 import { LockedError, LockEntity, LockFailError, LockNotFoundError } from '../lib';
-import { createLockApp, dropLockTable, LockApp, sleep, tableRows } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, sleep, tableRows, useLockApp } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 describeEachDatabase('LockService', (database) => {
@@ -8,13 +8,7 @@ describeEachDatabase('LockService', (database) => {
   let name: string;
   let counter = 0;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation, { defaultExpires: 30, lockedBy: 'test-host' });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started), { defaultExpires: 30, lockedBy: 'test-host' });
   beforeEach(() => {
     name = `lock-${++counter}`;
   });

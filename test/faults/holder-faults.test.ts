@@ -1,5 +1,5 @@
 import type { HolderEvent, HolderWorkerSettings } from '../workers/holder-worker';
-import { createLockApp, dropLockTable, LockApp } from '../support/lock-app';
+import { LockApp, useLockApp } from '../support/lock-app';
 import { ScriptProcess } from '../support/processes';
 import { describeEachDatabase, uniqueName } from '../support/test-databases';
 
@@ -7,13 +7,7 @@ describeEachDatabase('A holder that crashes or freezes', (database) => {
   const isolation = uniqueName('holder');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started));
 
   function startHolder(lockName: string, expires: number, freezeSeconds?: number): ScriptProcess {
     const settings: HolderWorkerSettings = { dataSourceOptions: database.dataSourceOptions(isolation), tableName: isolation, lockName, expires, freezeSeconds };

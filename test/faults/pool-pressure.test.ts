@@ -1,5 +1,5 @@
 import { LockEntity } from '../../lib';
-import { createLockApp, dropLockTable, LockApp, sleep } from '../support/lock-app';
+import { LockApp, sleep, useLockApp } from '../support/lock-app';
 import { describeEachDatabase, uniqueName } from '../support/test-databases';
 
 const CALLS = 500;
@@ -9,13 +9,7 @@ describeEachDatabase('Pool pressure', (database) => {
   const isolation = uniqueName('pressure');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation, { poolSize: POOL });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started), { poolSize: POOL });
 
   it(`finishes ${CALLS} concurrent getLock and withLock calls through a pool of ${POOL}`, async () => {
     const inside = new Map<string, number>();

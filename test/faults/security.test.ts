@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { Connection } from 'mysql2';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { createLockApp, dropLockTable, LockApp } from '../support/lock-app';
+import { createLockApp, dropLockTable, LockApp, useLockApp } from '../support/lock-app';
 import { describeEachDatabase, TestDatabase, uniqueName } from '../support/test-databases';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -31,13 +31,7 @@ describeEachDatabase('Security', (database) => {
   const isolation = uniqueName('security');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started));
 
   it('gives every acquisition an unguessable owner token', async () => {
     const owners = new Set<string>();

@@ -43,6 +43,27 @@ export async function createLockApp(
 }
 
 /**
+ * The lock app of one `describe` block, on the table `isolation`: started before its tests (and
+ * handed to `started`), closed after them, and its table dropped.
+ */
+export function useLockApp(
+  database: TestDatabase,
+  isolation: string,
+  started: (app: LockApp) => unknown,
+  options: LockMgrModuleOptions = {},
+): void {
+  let app: LockApp | undefined;
+  beforeAll(async () => {
+    app = await createLockApp(database, isolation, options);
+    await started(app);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await dropLockTable(database, isolation);
+  });
+}
+
+/**
  * Drops what a test file created: a lock table (with its sequence or counter, as the migration's `down`
  * does on every database), or the SQLite file named after `isolation` when the table is named so too.
  */

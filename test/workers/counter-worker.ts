@@ -4,17 +4,12 @@
  * if two run at once), and the log of the fencing tokens its writes carried, as a fenced resource
  * would record them. It takes the names in turn, `iterations` times each.
  */
-import { Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { TypeOrmModule } from '@nestjs/typeorm';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, LockService } from '../../lib';
+import { LockService } from '../../lib';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface CounterWorkerSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface CounterWorkerSettings extends WorkerDatabase {
   lockNames: string[];
   iterations: number;
   /** Holds `<name>.counter` and `<name>.tokens` for each lock name. */
@@ -24,15 +19,7 @@ export interface CounterWorkerSettings {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(settings: CounterWorkerSettings): Promise<void> {
-  @Module({
-    imports: [
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0 }),
-    ],
-  })
-  class WorkerModule {}
-
-  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: ['error', 'warn'] });
+  const app = await createWorkerApp(settings);
   const locks = app.get(LockService);
   for (let i = 0; i < settings.iterations * settings.lockNames.length; i++) {
     const name = settings.lockNames[i % settings.lockNames.length];

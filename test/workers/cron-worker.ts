@@ -3,17 +3,13 @@
  * `@WithLock`, that appends "<tick second> <instance>" to a log shared by the instances. It prints
  * "ready <epoch ms>" once its cron job is scheduled, and stops on SIGTERM.
  */
-import { Injectable, Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Injectable } from '@nestjs/common';
 import { Cron, ScheduleModule } from '@nestjs/schedule';
-import { TypeOrmModule } from '@nestjs/typeorm';
 import { appendFileSync } from 'node:fs';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, WithLock } from '../../lib';
+import { WithLock } from '../../lib';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface CronWorkerSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface CronWorkerSettings extends WorkerDatabase {
   instance: string;
   tickLog: string;
 }
@@ -29,17 +25,7 @@ async function main(settings: CronWorkerSettings): Promise<void> {
     }
   }
 
-  @Module({
-    imports: [
-      ScheduleModule.forRoot(),
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0, lockedBy: settings.instance }),
-    ],
-    providers: [TickJob],
-  })
-  class WorkerModule {}
-
-  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: ['error', 'warn'] });
+  const app = await createWorkerApp(settings, { lockOptions: { lockedBy: settings.instance }, metadata: { imports: [ScheduleModule.forRoot()], providers: [TickJob] } });
   app.enableShutdownHooks();
   console.log(`ready ${Date.now()}`);
 }

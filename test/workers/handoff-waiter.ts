@@ -2,15 +2,10 @@
  * An app instance in its own process that waits for a lock another process holds, and reports when
  * it started waiting and when it got the lock, by its own monotonic clock.
  */
-import { Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, LockService } from '../../lib';
+import { LockService } from '../../lib';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface HandoffWaiterSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface HandoffWaiterSettings extends WorkerDatabase {
   lockName: string;
   wait: number;
   pollInterval: number;
@@ -23,15 +18,7 @@ export interface HandoffWaiterReport {
 }
 
 async function main(settings: HandoffWaiterSettings): Promise<void> {
-  @Module({
-    imports: [
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0, pollInterval: settings.pollInterval }),
-    ],
-  })
-  class WaiterModule {}
-
-  const app = await NestFactory.createApplicationContext(WaiterModule, { logger: ['error', 'warn'] });
+  const app = await createWorkerApp(settings, { lockOptions: { pollInterval: settings.pollInterval } });
   const locks = app.get(LockService);
   const waitStartedAt = performance.now();
   const lock = await locks.getLock(settings.lockName, { wait: settings.wait });

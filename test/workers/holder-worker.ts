@@ -4,15 +4,10 @@
  * freezes its event loop for `freezeSeconds` (as a long synchronous computation or a stalled VM
  * would), and reports what it finds when it wakes before releasing.
  */
-import { Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, LockService } from '../../lib';
+import { LockService } from '../../lib';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface HolderWorkerSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface HolderWorkerSettings extends WorkerDatabase {
   lockName: string;
   expires: number;
   freezeSeconds?: number;
@@ -26,15 +21,7 @@ export type HolderEvent =
 const report = (event: HolderEvent) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
 async function main(settings: HolderWorkerSettings): Promise<void> {
-  @Module({
-    imports: [
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0 }),
-    ],
-  })
-  class HolderModule {}
-
-  const app = await NestFactory.createApplicationContext(HolderModule, { logger: ['error', 'warn'] });
+  const app = await createWorkerApp(settings);
   const manager = await app.get(LockService).manager(settings.lockName, { expires: settings.expires });
   report({ event: 'held', fencingToken: manager.fencingToken });
   if (settings.freezeSeconds === undefined) {

@@ -3,16 +3,11 @@
  * each: take a lock, or report how it sees a set of locks. Run with a skewed clock, it shows whether
  * instances with different clocks agree.
  */
-import { Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { TypeOrmModule } from '@nestjs/typeorm';
 import { createInterface } from 'node:readline';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, LockService } from '../../lib';
+import { LockService } from '../../lib';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface ProbeSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface ProbeSettings extends WorkerDatabase {
 }
 
 export type ProbeCommand = { take: string; expires: number } | { look: string[] } | { stop: true };
@@ -32,15 +27,7 @@ export type ProbeReport =
 const report = (message: ProbeReport) => process.stdout.write(`${JSON.stringify(message)}\n`);
 
 async function main(settings: ProbeSettings): Promise<void> {
-  @Module({
-    imports: [
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0 }),
-    ],
-  })
-  class ProbeModule {}
-
-  const app = await NestFactory.createApplicationContext(ProbeModule, { logger: ['error', 'warn'] });
+  const app = await createWorkerApp(settings);
   const locks = app.get(LockService);
   report({ ready: true, clockOffByMs: Date.now() - performance.timeOrigin - performance.now() });
   for await (const line of createInterface({ input: process.stdin })) {

@@ -3,17 +3,13 @@
  * prints "started", works for two seconds (longer than its lease) and appends "finished" to a file.
  * The app also holds a lock through a manager and one from `getLock`, then prints "ready".
  */
-import { Injectable, Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Injectable } from '@nestjs/common';
 import { ScheduleModule, Timeout } from '@nestjs/schedule';
-import { TypeOrmModule } from '@nestjs/typeorm';
 import { appendFileSync } from 'node:fs';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, LockService, WithLock } from '../../lib';
+import { LockService, WithLock } from '../../lib';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface ShutdownWorkerSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface ShutdownWorkerSettings extends WorkerDatabase {
   workLog: string;
 }
 
@@ -31,17 +27,7 @@ async function main(settings: ShutdownWorkerSettings): Promise<void> {
     }
   }
 
-  @Module({
-    imports: [
-      ScheduleModule.forRoot(),
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0 }),
-    ],
-    providers: [ReportJob],
-  })
-  class WorkerModule {}
-
-  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: ['error', 'warn', 'log'] });
+  const app = await createWorkerApp(settings, { metadata: { imports: [ScheduleModule.forRoot()], providers: [ReportJob] }, logger: ['error', 'warn', 'log'] });
   app.enableShutdownHooks();
   const locks = app.get(LockService);
   await locks.manager('managed', { expires: 60 });

@@ -5,16 +5,11 @@
  * process would. Each write logs the value read plus one, so if two holders ever overlapped
  * unfenced, the log shows it: a value repeated or skipped, or a token going back.
  */
-import { Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import type { DataSourceOptions } from 'typeorm';
-import { LockDatabaseError, LockedError, LockMgrModule, LockService } from '../../lib';
+import { LockDatabaseError, LockedError, LockService } from '../../lib';
 import { FencedStore } from '../support/fenced-store';
+import { createWorkerApp, WorkerDatabase } from '../support/worker-app';
 
-export interface SoakWorkerSettings {
-  dataSourceOptions: DataSourceOptions;
-  tableName: string;
+export interface SoakWorkerSettings extends WorkerDatabase {
   lockNames: string[];
   resourceDirectory: string;
   /** Lease of each critical section, in seconds (renewed while it runs). */
@@ -39,15 +34,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function main(settings: SoakWorkerSettings): Promise<void> {
   let stopping = false;
   process.on('SIGTERM', () => (stopping = true));
-  @Module({
-    imports: [
-      TypeOrmModule.forRoot(settings.dataSourceOptions),
-      LockMgrModule.forRoot({ tableName: settings.tableName, cleanupInterval: 0, operationTimeout: 2 }),
-    ],
-  })
-  class SoakModule {}
-
-  const app = await NestFactory.createApplicationContext(SoakModule, { logger: false });
+  const app = await createWorkerApp(settings, { lockOptions: { operationTimeout: 2 }, logger: false });
   const locks = app.get(LockService);
   const stats: SoakWorkerStats = { sections: 0, fencedOff: 0, heldTwice: 0, databaseErrors: 0, timedOut: 0, freezes: 0, lost: 0 };
   const report = setInterval(() => process.stdout.write(`${JSON.stringify(stats)}\n`), 250);
