@@ -1,4 +1,4 @@
-import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { LockApp, sleep, useLockApp } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 const HOUR = 3600_000;
@@ -20,14 +20,9 @@ describeEachDatabase('Expiry by the database clock', (database) => {
   const isolation = uniqueName('clock');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    jest.useRealTimers();
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  // Declared first so that it runs first: the app closes on real timers.
+  afterAll(() => jest.useRealTimers());
+  useLockApp(database, isolation, (started) => (app = started));
 
   it.each([
     ['an hour ahead', HOUR],
