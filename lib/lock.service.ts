@@ -311,6 +311,7 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     const giveUpAt = startedAt + wait * 1000;
     const shutdown = this.shuttingDown.signal;
     let waiting: ReleaseWaiting | undefined;
+    let stopWaiting: AbortSignal | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
         const requestedAt = performance.now();
@@ -323,9 +324,10 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
         // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
         if (now >= giveUpAt || shutdown.aborted) return new LockedError(request.name, result.holder);
         waiting ??= this.dialect.subscribe(request.name);
+        stopWaiting ??= signal ? AbortSignal.any([signal, shutdown]) : shutdown;
         const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(result.holder));
         try {
-          await waiting.sleep(pause, signal ? AbortSignal.any([signal, shutdown]) : shutdown);
+          await waiting.sleep(pause, stopWaiting);
         } catch (error) {
           if (signal?.aborted && error === signal.reason) throw error;
           if (shutdown.aborted && error === shutdown.reason) return new LockedError(request.name, result.holder);
