@@ -4,8 +4,8 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DataSourceOptions } from 'typeorm';
-import { LockMgrModule, LockMgrModuleOptions, LockService } from '../lib';
+import { DataSource, DataSourceOptions } from 'typeorm';
+import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../lib';
 
 /** The servers measured: the local ones, or those the test suite is pointed at. */
 export const POSTGRES_URL = process.env.LOCKMGR_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -32,6 +32,34 @@ export function removeSqliteFile(): void {
   for (const suffix of ['', '-wal', '-shm']) rmSync(`${SQLITE_FILE}${suffix}`, { force: true });
 }
 
+/** The lock tables this run works in, by database, so that it can drop them when it ends. */
+const tables = new Map<BenchDatabase, Set<string>>();
+
+/** Records that lock apps of this run, in this process or in the processes it starts, use `tableName`. */
+export function usesTable(database: BenchDatabase, tableName: string): string {
+  if (!tables.has(database)) tables.set(database, new Set());
+  tables.get(database)!.add(tableName);
+  return tableName;
+}
+
+/** Drops the lock tables the run used (with their fencing-token sequence or counter), leaving the servers as it found them. */
+export async function dropBenchTables(): Promise<void> {
+  for (const [database, names] of tables) {
+    if (database === 'sqlite') {
+      removeSqliteFile();
+      continue;
+    }
+    const dataSource = await new DataSource(benchDataSourceOptions(database)).initialize();
+    const queryRunner = dataSource.createQueryRunner();
+    try {
+      for (const tableName of names) await new (createLockTableMigration({ tableName }))().down(queryRunner);
+    } finally {
+      await queryRunner.release();
+      await dataSource.destroy();
+    }
+  }
+}
+
 let apps = 0;
 
 export interface BenchApp {
@@ -43,12 +71,13 @@ export interface BenchApp {
 /** A Nest application context with the lock module, as an app instance would have it. */
 export async function createBenchApp(
   database: BenchDatabase,
-  options: LockMgrModuleOptions,
+  options: LockMgrModuleOptions & { tableName: string },
   dataSourceExtra: Partial<DataSourceOptions> = {},
   providers: Provider[] = [],
 ): Promise<BenchApp> {
   // Several apps share this process; each data source gets a name of its own.
   const name = `bench-${++apps}`;
+  usesTable(database, options.tableName);
   @Module({
     imports: [
       TypeOrmModule.forRoot({ ...benchDataSourceOptions(database, dataSourceExtra), name }),

@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { createBenchApp, POSTGRES_URL, removeSqliteFile, WAITS_APPLICATION_NAME } from './bench-app';
+import { createBenchApp, dropBenchTables, POSTGRES_URL, removeSqliteFile, usesTable, WAITS_APPLICATION_NAME } from './bench-app';
 import { Contender, decoratorContenders, LIMIT, limitContender, lockServiceContender, naivePortContender, redlockContender } from './contenders';
 import { measureInSlices, percentile } from './slices';
 import { WorkerProcess } from './worker-process';
@@ -74,8 +74,9 @@ async function uncontended(concurrency: number): Promise<Map<string, number>> {
 /** Release in one process, acquisition in another: how long the lock takes to change hands. */
 async function handoff(notify: boolean, samples: number): Promise<number[]> {
   const mode = notify ? 'notify' : 'polling';
-  const holder = new WorkerProcess('handoff-worker.js', ['bench_handoff_lock', mode]);
-  const waiter = new WorkerProcess('handoff-worker.js', ['bench_handoff_lock', mode]);
+  const table = usesTable('postgres', 'bench_handoff_lock');
+  const holder = new WorkerProcess('handoff-worker.js', [table, mode]);
+  const waiter = new WorkerProcess('handoff-worker.js', [table, mode]);
   await Promise.all([holder.next(), waiter.next()]);
   const latencies: number[] = [];
   try {
@@ -97,7 +98,8 @@ async function handoff(notify: boolean, samples: number): Promise<number[]> {
 
 /** Several processes looping acquire → release on one name: critical sections per second. */
 async function contended(): Promise<number> {
-  const workers = Array.from({ length: CONTENDED_PROCESSES }, () => new WorkerProcess('contended-worker.js', ['bench_contended_lock']));
+  const table = usesTable('postgres', 'bench_contended_lock');
+  const workers = Array.from({ length: CONTENDED_PROCESSES }, () => new WorkerProcess('contended-worker.js', [table]));
   await Promise.all(workers.map((worker) => worker.next()));
   const run = (durationMs: number) =>
     Promise.all(workers.map((worker) => worker.request<{ sections: number }>({ type: 'go', durationMs })));
@@ -261,7 +263,9 @@ async function main(): Promise<void> {
   if (chosen.length === 0) writeFileSync(join(__dirname, '..', '..', 'bench', 'results.md'), markdown);
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+main()
+  .finally(dropBenchTables)
+  .catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
