@@ -1,5 +1,5 @@
 import { LockedError, LockLostError, LockNotFoundError } from './errors';
-import type { LockEntity } from './lock.entity';
+import { isLockHandle, LockEntity } from './lock.entity';
 import { heldSeconds, lockChannels } from './lock-events';
 import type { GetLockOptions, LockService } from './lock.service';
 import { checkBoolean, checkExpires, checkOptionalSeconds, checkOptions, MAX_WAIT_SECONDS } from './validation';
@@ -138,7 +138,7 @@ export class LockManager implements AsyncDisposable {
   async renew(options?: ManagerRenewOptions): Promise<LockEntity>;
   async renew(lock: string | LockEntity, options?: ManagerRenewOptions): Promise<LockEntity>;
   async renew(lockOrOptions?: string | LockEntity | ManagerRenewOptions, options?: ManagerRenewOptions): Promise<LockEntity> {
-    const target = typeof lockOrOptions === 'string' || isHandle(lockOrOptions) ? lockOrOptions : undefined;
+    const target = typeof lockOrOptions === 'string' || isLockHandle(lockOrOptions) ? lockOrOptions : undefined;
     const given = checkOptions<ManagerRenewOptions>(target === undefined ? lockOrOptions : options, 'renew options', [
       'expires',
       'addTime',
@@ -247,8 +247,4 @@ export class LockManager implements AsyncDisposable {
     clearTimeout(held.expiryTimer);
     this.#held.delete(name);
   }
-}
-
-function isHandle(value: unknown): value is LockEntity {
-  return typeof value === 'object' && value !== null && 'owner' in value && 'name' in value;
 }

@@ -101,3 +101,11 @@ export class LockEntity {
     return { ...visible, expiresSeconds: this.expiresSeconds };
   }
 }
+
+/**
+ * @internal Whether `value` is a lock handle rather than a name or an options object: a `LockEntity`,
+ * or an object carrying an owner token (a row read through a repository, or a copy of a handle).
+ */
+export function isLockHandle(value: unknown): value is LockEntity {
+  return value instanceof LockEntity || (typeof value === 'object' && value !== null && 'owner' in value);
+}

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { AcquireRequest, HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode } from './dialects/lock-dialect';
 import { LockDatabaseError, LockedError, LockFailError, LockMgrError, LockNotFoundError } from './errors';
-import { LockEntity, LockRecord } from './lock.entity';
+import { isLockHandle, LockEntity, LockRecord } from './lock.entity';
 import { LockContext } from './lock-context';
 import { heldSeconds, leaseOf, lockChannels, secondsSince } from './lock-events';
 import { LockManager, LockManagerOptions } from './lock-manager';
@@ -464,13 +464,12 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
 
   private checkLockReference(lock: unknown, caller: string): { name: string; owner: string | null } {
     if (typeof lock === 'string') return { name: this.checkName(lock, `${caller} lock`), owner: null };
-    if (lock instanceof LockEntity || (typeof lock === 'object' && lock !== null && 'owner' in lock)) {
-      const handle = lock as LockEntity;
-      const name = this.checkName(handle.name, `${caller} lock.name`);
-      if (typeof handle.owner !== 'string' || handle.owner.length === 0) {
+    if (isLockHandle(lock)) {
+      const name = this.checkName(lock.name, `${caller} lock.name`);
+      if (typeof lock.owner !== 'string' || lock.owner.length === 0) {
         throw new TypeError(`${caller} lock.owner must be the owner token of a lock handle.`);
       }
-      return { name, owner: handle.owner };
+      return { name, owner: lock.owner };
     }
     throw new TypeError(`${caller} lock must be a lock name or a LockEntity handle.`);
   }
