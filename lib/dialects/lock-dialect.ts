@@ -46,6 +46,27 @@ export interface HolderInfo {
   secondsLeft: number | null;
 }
 
+export function holderOf(row: Pick<LockRow, 'locked_by' | 'locked_until' | 'seconds_left'>): HolderInfo {
+  return { lockedBy: row.locked_by, lockedUntil: row.locked_until, secondsLeft: row.seconds_left };
+}
+
+/**
+ * What `inspectTable` concludes from the names of the columns it found: it throws when the table is
+ * missing, and when it lacks our columns (a django-lockmgr table not completed yet). `cannotComplete`
+ * is the reason a database cannot complete such a table; without it, the error says how to.
+ */
+export function checkTableColumns(table: string, columns: string[], cannotComplete?: string): void {
+  if (columns.length === 0) {
+    throw new Error(
+      `The lock table ${table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
+    );
+  }
+  const missing = ['owner', 'fencing_token'].filter((column) => !columns.includes(column)).join(', ');
+  if (!missing) return;
+  if (cannotComplete) throw new Error(`The table ${table} lacks the columns ${missing} (it was likely created by django-lockmgr). ${cannotComplete}`);
+  throw new Error(`The lock table ${table} lacks the columns ${missing}. Turn on the ensureTable option, or run the lock table migration, to add them.`);
+}
+
 export type AcquireResult =
   | { acquired: true; lock: LockRecord }
   /** `holder` is null when the holder committed after this statement's snapshot, so its row was not visible. */

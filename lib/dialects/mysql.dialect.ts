@@ -5,7 +5,8 @@ import type { LockRecord } from '../lock.entity';
 import {
   AcquireRequest,
   AcquireResult,
-  HolderInfo,
+  checkTableColumns,
+  holderOf,
   inLockingOrder,
   LockDialect,
   LockRow,
@@ -123,10 +124,6 @@ const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, loc
 const nowPlus = (microseconds: string) => `${NOW} + INTERVAL ${microseconds} MICROSECOND`;
 
 type MysqlRow = RowDataPacket & LockRow;
-
-function holderOf(row: MysqlRow): HolderInfo {
-  return { lockedBy: row.locked_by, lockedUntil: row.locked_until, secondsLeft: row.seconds_left };
-}
 
 /**
  * Takes `:name` when it is free or expired, in one INSERT … ON DUPLICATE KEY UPDATE: the row is
@@ -303,23 +300,13 @@ export class MysqlDialect implements LockDialect {
       { table: this.options.tableName },
     );
     // Named as the other databases name it in messages, whatever the SQL quoting.
-    const table = `"${this.options.tableName}"`;
-    if (columns.length === 0) {
-      throw new Error(
-        `The lock table ${table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
-      );
-    }
-    const missing = ['owner', 'fencing_token'].filter((column) => !columns.some((row) => row.name === column));
-    if (missing.length > 0 && this.server === 'mysql') {
-      throw new Error(
-        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). MySQL has no sequences, so no column default can give the rows Django inserts a fencing token, and nestjs-lockmgr cannot share this table on MySQL: use another tableName, or MariaDB or PostgreSQL to share locks with Django.`,
-      );
-    }
-    if (missing.length > 0) {
-      throw new Error(
-        `The lock table ${table} lacks the columns ${missing.join(', ')}. Turn on the ensureTable option, or run the lock table migration, to add them.`,
-      );
-    }
+    checkTableColumns(
+      `"${this.options.tableName}"`,
+      columns.map((row) => row.name),
+      this.server === 'mysql'
+        ? 'MySQL has no sequences, so no column default can give the rows Django inserts a fencing token, and nestjs-lockmgr cannot share this table on MySQL: use another tableName, or MariaDB or PostgreSQL to share locks with Django.'
+        : undefined,
+    );
     this.maxNameLength = Number(columns.find((row) => row.name === 'name')!.length ?? Number.MAX_SAFE_INTEGER);
   }
 

@@ -5,6 +5,8 @@ import { checkIdentifier } from '../validation';
 import {
   AcquireRequest,
   AcquireResult,
+  checkTableColumns,
+  holderOf,
   inLockingOrder,
   LockDialect,
   planSetLock,
@@ -232,17 +234,7 @@ export class PostgresDialect implements LockDialect {
 
   async inspectTable(): Promise<void> {
     const { rows } = await this.run(this.pool, 'columns', [this.schema ?? null, this.options.tableName]);
-    if (rows.length === 0) {
-      throw new Error(
-        `The lock table ${this.names.table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
-      );
-    }
-    const missing = ['owner', 'fencing_token'].filter((column) => !rows.some((row) => row.column_name === column));
-    if (missing.length > 0) {
-      throw new Error(
-        `The lock table ${this.names.table} lacks the columns ${missing.join(', ')}. Turn on the ensureTable option, or run the lock table migration, to add them.`,
-      );
-    }
+    checkTableColumns(this.names.table, rows.map((row) => row.column_name));
     this.maxNameLength = rows.find((row) => row.column_name === 'name').character_maximum_length ?? Number.MAX_SAFE_INTEGER;
   }
 
@@ -274,7 +266,7 @@ export class PostgresDialect implements LockDialect {
     }
     return {
       acquired: false,
-      holder: row ? { lockedBy: row.locked_by, lockedUntil: row.locked_until, secondsLeft: row.seconds_left } : null,
+      holder: row ? holderOf(row) : null,
     };
   }
 

@@ -4,6 +4,7 @@ import type { LockRecord } from '../lock.entity';
 import {
   AcquireRequest,
   AcquireResult,
+  checkTableColumns,
   LockDialect,
   LockRow,
   planSetLock,
@@ -143,17 +144,11 @@ export class SqliteDialect implements LockDialect {
   async inspectTable(): Promise<void> {
     const { table } = this.names;
     const columns = this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[];
-    if (columns.length === 0) {
-      throw new Error(
-        `The lock table ${table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
-      );
-    }
-    const missing = ['owner', 'fencing_token'].filter((column) => !columns.some((c) => c.name === column));
-    if (missing.length > 0) {
-      throw new Error(
-        `The table ${table} lacks the columns ${missing.join(', ')} (it was likely created by django-lockmgr). SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MariaDB to share locks with Django.`,
-      );
-    }
+    checkTableColumns(
+      table,
+      columns.map((column) => column.name),
+      'SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MariaDB to share locks with Django.',
+    );
     const declared = /\((\d+)\)/.exec(columns.find((column) => column.name === 'name')!.type);
     this.maxNameLength = declared ? Number(declared[1]) : Number.MAX_SAFE_INTEGER;
   }
@@ -189,17 +184,8 @@ export class SqliteDialect implements LockDialect {
     return this.transaction<AcquireResult>(() => {
       const holder = this.findLive(request.name);
       if (holder) {
-        return {
-          commit: false,
-          result: {
-            acquired: false,
-            holder: {
-              lockedBy: holder.locked_by,
-              lockedUntil: holder.locked_until === null ? null : toDate(holder.locked_until),
-              secondsLeft: holder.seconds_left,
-            },
-          },
-        };
+        const { lockedBy, lockedUntil, secondsLeft } = toRecord(holder);
+        return { commit: false, result: { acquired: false, holder: { lockedBy, lockedUntil, secondsLeft } } };
       }
       return { commit: true, result: { acquired: true, lock: this.insert(request) } };
     });
