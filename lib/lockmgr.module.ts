@@ -1,12 +1,11 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { DataSource } from 'typeorm';
-import { createDialect } from './dialects/create-dialect';
+import { openDialect } from './dialects/create-dialect';
 import { LockCleanupService } from './lock-cleanup.service';
 import { LockService } from './lock.service';
 import { LockMgrHealthIndicator } from './lockmgr.health';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
-import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options';
+import { resolveLockMgrOptions } from './lockmgr-options';
 
 /**
  * Distributed locks in the app's own database:
@@ -19,17 +18,7 @@ import { resolveLockMgrOptions, ResolvedLockMgrOptions } from './lockmgr-options
     {
       provide: LOCK_DIALECT,
       inject: [LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS],
-      useFactory: async (dataSource: DataSource, options: ResolvedLockMgrOptions) => {
-        const dialect = createDialect(dataSource, options);
-        try {
-          if (options.ensureTable) await dialect.ensureTable();
-          await dialect.inspectTable();
-        } catch (error) {
-          await dialect.close();
-          throw error;
-        }
-        return dialect;
-      },
+      useFactory: openDialect,
     },
     LockService,
     LockCleanupService,

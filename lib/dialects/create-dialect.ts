@@ -28,3 +28,16 @@ export function createDialect(dataSource: DataSource, options: ResolvedLockMgrOp
       throw new Error(`nestjs-lockmgr does not support the "${type}" database; it supports postgres, mysql, mariadb and better-sqlite3.`);
   }
 }
+
+/** The dialect of the data source, with its lock table created if asked and inspected: ready for lock operations. */
+export async function openDialect(dataSource: DataSource, options: ResolvedLockMgrOptions): Promise<LockDialect> {
+  const dialect = createDialect(dataSource, options);
+  try {
+    if (options.ensureTable) await dialect.ensureTable();
+    await dialect.inspectTable();
+  } catch (error) {
+    await dialect.close();
+    throw error;
+  }
+  return dialect;
+}
