@@ -1,7 +1,8 @@
 import { LockedError, LockLostError, LockNotFoundError } from './errors';
 import { isLockHandle, LockEntity } from './lock.entity';
 import { heldSeconds, lockChannels } from './lock-events';
-import type { GetLockOptions, LockService } from './lock.service';
+import { LongTimer, setLongTimeout } from './long-timer';
+import type { AcquireAttempt, GetLockOptions, LockService } from './lock.service';
 import { checkBoolean, checkExpires, checkOptionalSeconds, checkOptions, MAX_WAIT_SECONDS } from './validation';
 
 /** Options of `LockService.manager` and `withLock`. */
@@ -43,6 +44,11 @@ export interface LockManagerSettings {
   lockProcess: number | null;
   autoRenew: boolean;
   minHold: number;
+  /**
+   * Seconds before the end of a lease at which a lock whose renewals are failing is declared lost
+   * (at most; a fifth of the lease for shorter leases): the longest a renewal may take to be confirmed.
+   */
+  lossMargin: number;
   onRelease: () => void;
 }
 
@@ -50,25 +56,33 @@ interface HeldLock {
   lock: LockEntity;
   /** The lease the lock was taken with: what each automatic renewal extends it to. */
   expires: number | null;
-  renewTimer?: NodeJS.Timeout;
-  expiryTimer?: NodeJS.Timeout;
+  renewTimer?: LongTimer;
+  expiryTimer?: LongTimer;
 }
 
 /** Renewals that fail (the database is unreachable) are retried at least this often until the lease ends. */
 const RETRY_RENEWAL_MS = 1000;
+/** The part of a short lease kept between declaring a lock lost and the lease's end. */
+const LOSS_MARGIN_SHARE = 0.2;
 
 /**
  * A group of locks taken together and released together (django-lockmgr's `LockMgr`): the main lock,
  * taken when the manager is made, and any taken later with `lock()`. While held, each lock renews
- * itself every `expires / 3` seconds; if one is lost anyway (its lease ran out while the process was
- * stalled or the database unreachable, or someone force-released it), `signal` aborts with `LockLostError`.
+ * itself every `expires / 3` seconds. If one is lost anyway (someone force-released it, or its renewals
+ * failed while the process was stalled or the database unreachable), `signal` aborts with `LockLostError`:
+ * when renewals fail, that happens before the lease ends, by a margin of the module's `operationTimeout`
+ * (a fifth of the lease when that is shorter), so the holder can stop before anyone else can take the lock.
  */
 export class LockManager implements AsyncDisposable {
   readonly #held = new Map<string, HeldLock>();
   readonly #lost = new AbortController();
+  /** Aborted by `release()`: a `lock()` or `renew()` still waiting for a lock gives up. */
+  readonly #stopping = new AbortController();
+  /** Lock operations under way: `release()` lets them finish before it lets go of the locks. */
+  readonly #underWay = new Set<Promise<unknown>>();
   readonly #takenAt = performance.now();
   #mainLock: LockEntity;
-  #released = false;
+  #released?: Promise<void>;
 
   /** @internal Made by `LockService.manager` and `withLock`. */
   constructor(
@@ -112,13 +126,14 @@ export class LockManager implements AsyncDisposable {
       'lock',
     );
     this.assertActive();
-    if (this.#held.has(name)) return true;
-    const lock = await this.service.acquire(attempt);
+    const own = this.#held.get(name);
+    // As in django-lockmgr, a name the manager holds is locked: taking it again is refused, not waited for.
+    const lock = own ? new LockedError(name, own.lock) : await this.acquire(attempt);
     if (lock instanceof LockedError) {
       if (ret) return false;
       throw lock;
     }
-    this.hold(lock, expires);
+    this.keep(lock, expires);
     return true;
   }
 
@@ -150,10 +165,16 @@ export class LockManager implements AsyncDisposable {
     const name = target === undefined ? this.#mainLock.name : typeof target === 'string' ? target : target.name;
     this.assertActive();
     const held = this.#held.get(name);
-    const renewed = held && (await this.service.renewOwned(held.lock, expires, addTime ? 'add' : 'extend'));
+    const renewed = held && (await this.underWay(this.service.renewOwned(held.lock, expires, addTime ? 'add' : 'extend')));
     if (renewed) {
-      this.hold(renewed, held.expires);
-      return renewed;
+      // Released meanwhile: `release()` waited for this renewal and lets go of the lock itself.
+      this.assertActive();
+      if (this.#held.get(name) === held) {
+        this.hold(renewed, held.expires);
+        return renewed;
+      }
+      // Declared lost meanwhile: a lost lock stays lost, and is only ever taken afresh.
+      this.letGo(renewed);
     }
     if (!create) throw new LockNotFoundError(name);
     const attempt = this.service.checkAcquire(
@@ -161,9 +182,9 @@ export class LockManager implements AsyncDisposable {
       { expires, lockedBy: this.settings.lockedBy ?? undefined, lockProcess: this.settings.lockProcess },
       'renew',
     );
-    const lock = await this.service.acquire(attempt);
+    const lock = await this.acquire(attempt);
     if (lock instanceof LockedError) throw lock;
-    this.hold(lock, held ? held.expires : expires);
+    this.keep(lock, held ? held.expires : expires);
     return lock;
   }
 
@@ -171,15 +192,21 @@ export class LockManager implements AsyncDisposable {
    * Releases every lock the manager still owns (a lock someone else took over is left alone), and
    * stops renewing them. With `minHold`, the main lock is kept until `minHold` seconds after it was taken.
    */
-  async release(): Promise<void> {
-    if (this.#released) return;
-    this.#released = true;
+  release(): Promise<void> {
+    return (this.#released ??= this.releaseAll());
+  }
+
+  private async releaseAll(): Promise<void> {
     this.settings.onRelease();
+    this.#stopping.abort(this.releasedError());
+    for (const held of this.#held.values()) this.stopTimers(held);
+    // A renewal still on its way would otherwise land after the release, and undo it or `minHold`.
+    await Promise.allSettled(this.#underWay);
     const held = [...this.#held.values()];
-    for (const { lock } of held) this.forget(lock.name);
+    this.#held.clear();
     const holdFor = this.settings.minHold - (performance.now() - this.#takenAt) / 1000;
     const outcomes = await Promise.allSettled(
-      held.map(({ lock }) => this.service.releaseOwned(lock, lock === this.#mainLock ? holdFor : 0)),
+      held.map(({ lock }) => this.service.releaseOwned(lock, lock.name === this.#mainLock.name ? holdFor : 0)),
     );
     const errors = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
     if (errors.length === 1) throw errors[0];
@@ -191,7 +218,42 @@ export class LockManager implements AsyncDisposable {
   }
 
   private assertActive(): void {
-    if (this.#released) throw new Error(`The lock manager of "${this.#mainLock.name}" was already released.`);
+    if (this.#released) throw this.releasedError();
+  }
+
+  private releasedError(): Error {
+    return new Error(`The lock manager of "${this.#mainLock.name}" was already released.`);
+  }
+
+  /** Counts `operation` as under way until it settles, so that `release()` can wait for it. */
+  private underWay<T>(operation: Promise<T>): Promise<T> {
+    this.#underWay.add(operation);
+    const settled = () => this.#underWay.delete(operation);
+    operation.then(settled, settled);
+    return operation;
+  }
+
+  /**
+   * Takes a lock for the manager, giving up when the manager is released. A lock the database grants
+   * after that is released before the call settles, so that `release()`, which waits for it, leaves none.
+   */
+  private acquire(attempt: AcquireAttempt): Promise<LockEntity | LockedError> {
+    const acquisition = this.service.acquire({ ...attempt, signal: this.#stopping.signal }).then(async (lock) => {
+      if (lock instanceof LockEntity && this.#released) await this.service.releaseOwned(lock, 0).catch(() => this.letGo(lock));
+      return lock;
+    });
+    return this.underWay(acquisition);
+  }
+
+  /** Holds a lock just taken, unless the manager was released meanwhile (then the call fails). */
+  private keep(lock: LockEntity, expires: number | null): void {
+    this.assertActive();
+    this.hold(lock, expires);
+  }
+
+  /** Releases a lock nobody will hold any more; if the release fails, it is made sure of later. */
+  private letGo(lock: LockEntity): void {
+    this.service.abandon(lock);
   }
 
   /** Records a lock as held and arms its renewal and its expiry. */
@@ -202,28 +264,35 @@ export class LockManager implements AsyncDisposable {
     this.#held.set(lock.name, held);
     const secondsLeft = lock.expiresSeconds;
     if (secondsLeft === null) return;
-    // If no renewal lands before the lease ends, the lock is as good as lost: say so the moment it happens.
-    held.expiryTimer = setTimeout(() => this.lose(lock.name, 'its lease ran out before a renewal could reach the database'), Math.max(0, secondsLeft * 1000));
-    held.expiryTimer.unref();
+    // If no renewal lands in time, the holder must learn it while the lock is still its own.
+    const margin = Math.min(this.settings.lossMargin, (expires ?? secondsLeft) * LOSS_MARGIN_SHARE);
+    held.expiryTimer = setLongTimeout(
+      () => this.lose(lock.name, 'its lease was about to run out, and no renewal had reached the database'),
+      (secondsLeft - margin) * 1000,
+    );
     if (this.settings.autoRenew && expires !== null) this.scheduleRenewal(held, (expires * 1000) / 3);
   }
 
   private scheduleRenewal(held: HeldLock, delayMs: number): void {
-    held.renewTimer = setTimeout(() => void this.autoRenew(held), delayMs);
-    held.renewTimer.unref();
+    held.renewTimer = setLongTimeout(() => void this.autoRenew(held), delayMs);
   }
 
   private async autoRenew(held: HeldLock): Promise<void> {
     const { lock, expires } = held;
     let renewed: LockEntity | null;
     try {
-      renewed = await this.service.renewOwned(lock, expires, 'extend');
+      renewed = await this.underWay(this.service.renewOwned(lock, expires, 'extend'));
     } catch {
       // The database may come back before the lease ends; the expiry timer reports the loss if it does not.
       if (this.#held.get(lock.name) === held) this.scheduleRenewal(held, Math.min(RETRY_RENEWAL_MS, (expires! * 1000) / 3));
       return;
     }
-    if (this.#held.get(lock.name) !== held) return;
+    if (this.#released) return;
+    if (this.#held.get(lock.name) !== held) {
+      // Lost or unlocked while the renewal was on its way: the renewal must not keep the lock alive.
+      if (renewed && this.#held.get(lock.name)?.lock.owner !== lock.owner) this.letGo(renewed);
+      return;
+    }
     if (renewed) this.hold(renewed, expires);
     else this.lose(lock.name, 'its lease ran out, or someone force-released it');
   }
@@ -232,6 +301,8 @@ export class LockManager implements AsyncDisposable {
     const held = this.#held.get(name);
     if (!held) return;
     this.forget(name);
+    // The lock may still be this process's in the database, or become so again if a renewal lands late.
+    this.letGo(held.lock);
     const error = new LockLostError(name, reason);
     if (lockChannels.lost.hasSubscribers) {
       const { lock } = held;
@@ -243,8 +314,12 @@ export class LockManager implements AsyncDisposable {
   private forget(name: string): void {
     const held = this.#held.get(name);
     if (!held) return;
-    clearTimeout(held.renewTimer);
-    clearTimeout(held.expiryTimer);
+    this.stopTimers(held);
     this.#held.delete(name);
+  }
+
+  private stopTimers(held: HeldLock): void {
+    held.renewTimer?.clear();
+    held.expiryTimer?.clear();
   }
 }

@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { AbandonedLocks } from './abandoned-locks';
 import type { AcquireRequest, HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode } from './dialects/lock-dialect';
 import { LockDatabaseError, LockedError, LockFailError, LockMgrError, LockNotFoundError } from './errors';
 import { isLockHandle, LockEntity, LockRecord } from './lock.entity';
@@ -93,6 +94,8 @@ export type LockedRun<T> = { value: T } | { locked: LockedError };
 
 /** Where releases are not announced, polling starts this short and backs off to the `pollInterval` option. */
 const FIRST_POLL_MS = 25;
+/** Added to the operation timeout before an abandoned lock is released for the last time: network and scheduling delays. */
+const SETTLE_MARGIN_MS = 1000;
 /** Expired rows deleted per statement, so a clean-up never holds many row locks at once. */
 const CLEANUP_BATCH = 1000;
 
@@ -117,6 +120,7 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   private readonly runs = new Map<Promise<unknown>, string>();
   /** Aborted when the application starts shutting down: waits for a lock end there. */
   private readonly shuttingDown = new AbortController();
+  private readonly abandoned: AbandonedLocks;
 
   /** @internal Nest creates the service; inject it. */
   constructor(
@@ -125,6 +129,8 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   ) {
     // Every waiting acquisition listens to it while it sleeps: many at once are expected, not a leak.
     setMaxListeners(0, this.shuttingDown.signal);
+    // A statement the client gave up on ends on the server within the operation timeout (a server-side limit).
+    this.abandoned = new AbandonedLocks(dialect, options.operationTimeout * 1000 + SETTLE_MARGIN_MS);
   }
 
   /** Takes the lock `name`, or throws `LockedError` if it is held (after waiting up to `wait` seconds). */
@@ -192,7 +198,12 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     const distinct = [...new Set(list.map((name, index) => this.checkName(name, `setLock names[${index}]`)))];
     const locks = distinct.map((name) => this.checkRequest(name, expires, given, 'setLock'));
     const requestedAt = performance.now();
-    const result = await this.database(`set locks ${distinct.map((n) => `"${n}"`).join(', ')}`, undefined, this.dialect.setLocks({ locks, fail, renew, create }));
+    const setting = this.dialect.setLocks({ locks, fail, renew, create }).catch((error: unknown) => {
+      // The transaction may still commit after the client gave up on it.
+      for (const lock of locks) this.abandoned.abandon(lock.name, lock.owner);
+      throw error;
+    });
+    const result = await this.database(`set locks ${distinct.map((n) => `"${n}"`).join(', ')}`, undefined, setting);
     if ('conflict' in result) throw new LockFailError(LockEntity.fromRecord(result.conflict, requestedAt));
     for (const step of result.steps) {
       if (step.action === 'create') this.announceAcquired(step.lock!, requestedAt);
@@ -284,6 +295,7 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
       wait: attempt.wait,
       lockedBy: attempt.request.lockedBy,
       lockProcess: attempt.request.lockProcess,
+      lossMargin: this.options.operationTimeout,
       onRelease: () => this.managers.delete(manager),
     });
     return manager;
@@ -310,33 +322,53 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     const startedAt = performance.now();
     const giveUpAt = startedAt + wait * 1000;
     const shutdown = this.shuttingDown.signal;
+    /** What the latest attempt that reached the database learned of the holder; undefined while none has. */
+    let holder: HolderInfo | null | undefined;
+    let failure: unknown;
     let waiting: ReleaseWaiting | undefined;
     let stopWaiting: AbortSignal | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
+        // A token per attempt: the clean-up of a failed attempt must never release the lock of a later one.
+        const attemptRequest = attempt === 0 ? request : { ...request, owner: randomUUID() };
         const requestedAt = performance.now();
-        const result = await this.database(`acquire lock "${request.name}"`, request.name, this.dialect.acquire(request));
-        if (result.acquired) {
-          this.announceAcquired(result.lock, startedAt);
-          return LockEntity.fromRecord(result.lock, requestedAt, requestedAt);
+        try {
+          const result = await this.dialect.acquire(attemptRequest);
+          if (result.acquired) {
+            this.announceAcquired(result.lock, startedAt);
+            return LockEntity.fromRecord(result.lock, requestedAt, requestedAt);
+          }
+          holder = result.holder;
+        } catch (error) {
+          // The caller will hear that this attempt failed, but the database may still commit it.
+          this.abandoned.abandon(request.name, attemptRequest.owner);
+          failure = error;
         }
         const now = performance.now();
         // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
-        if (now >= giveUpAt || shutdown.aborted) return new LockedError(request.name, result.holder);
+        if (now >= giveUpAt || shutdown.aborted) return this.endOfWait(request.name, holder, failure);
         waiting ??= this.dialect.subscribe(request.name);
         stopWaiting ??= signal ? AbortSignal.any([signal, shutdown]) : shutdown;
-        const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(result.holder));
+        const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(holder ?? null));
         try {
           await waiting.sleep(pause, stopWaiting);
         } catch (error) {
           if (signal?.aborted && error === signal.reason) throw error;
-          if (shutdown.aborted && error === shutdown.reason) return new LockedError(request.name, result.holder);
-          throw new LockDatabaseError(request.name, `wait for lock "${request.name}"`, error);
+          return this.endOfWait(request.name, holder, failure);
         }
       }
     } finally {
       waiting?.close();
     }
+  }
+
+  /**
+   * How a wait that got no lock ends: `LockedError` once any attempt reached the database and found the
+   * lock held, even if later attempts failed; a database error only if none ever reached it.
+   */
+  private endOfWait(name: string, holder: HolderInfo | null | undefined, failure: unknown): LockedError {
+    if (holder === undefined) throw new LockDatabaseError(name, `acquire lock "${name}"`, failure);
+    return new LockedError(name, holder);
   }
 
   /**
@@ -367,6 +399,14 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
    */
   releaseOwned(lock: LockEntity, keepFor: number): Promise<boolean> {
     return this.release(lock, lock, keepFor);
+  }
+
+  /**
+   * @internal Lets go of a lock this process will not hold any more, whatever becomes of operations on it
+   * still under way: it is released by its owner token now, and again once they can no longer commit.
+   */
+  abandon(lock: LockEntity): void {
+    this.abandoned.abandon(lock.name, lock.owner);
   }
 
   /** @internal The lock table, named in lock events. */
@@ -490,6 +530,7 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   /** Runs that began while the app was shutting down (requests the HTTP server was finishing) settle too. */
   async onApplicationShutdown(): Promise<void> {
     await this.settle();
+    await this.abandoned.close();
     await this.dialect.close();
   }
 

@@ -262,6 +262,12 @@ export class MysqlDialect implements LockDialect {
       // Without gap locks, a clean-up that scans the table and a locking read of a free name block
       // nobody; every operation is correct under REPEATABLE READ too, only less concurrent.
       connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', () => undefined);
+      // The server gives up on a statement when the client does, so a statement the client stopped waiting
+      // for cannot commit much later, after its caller was told it failed: lock waits are bounded on both
+      // servers, and MariaDB bounds whole statements too (MySQL has no such variable, hence no callback error).
+      const seconds = options.operationTimeout;
+      connection.query(`SET SESSION innodb_lock_wait_timeout = ${Math.ceil(seconds)}, lock_wait_timeout = ${Math.ceil(seconds)}`, () => undefined);
+      connection.query(`SET SESSION max_statement_time = ${seconds}`, () => undefined);
     });
     this.pool = core.promise();
   }

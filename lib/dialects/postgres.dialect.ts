@@ -188,11 +188,14 @@ export class PostgresDialect implements LockDialect {
     // deadlock with, app transactions that hold every connection of the app's pool while they wait for a lock.
     // Connecting and answering each get half the operation's time, so an unreachable or frozen
     // database fails an operation within it instead of hanging.
+    // The server gives up on a statement when the client does (statement_timeout), so a statement the
+    // client stopped waiting for cannot commit much later, after its caller was told it failed.
     const halfTimeout = Math.ceil((options.operationTimeout * 1000) / 2);
     const connection: PoolConfig = {
       ...driver.master.options,
       connectionTimeoutMillis: halfTimeout,
       query_timeout: halfTimeout,
+      statement_timeout: halfTimeout,
       keepAlive: true,
     };
     this.pool = new driver.postgres.Pool({ ...connection, max: options.poolSize });

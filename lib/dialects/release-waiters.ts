@@ -52,7 +52,8 @@ export class ReleaseSubscription {
   /**
    * Sleeps until a wake-up (or returns at once if one came since the last sleep), `timeoutMs`, or the
    * signal aborting (then rejects with its reason). `prepare` runs once the sleep has begun, so a
-   * wake-up it provokes is not missed; it may shorten the sleep by resolving to a new limit in ms.
+   * wake-up it provokes is not missed; it may shorten the sleep by resolving to a new limit in ms. If it
+   * fails, the sleep lasts `timeoutMs`.
    */
   sleep(timeoutMs: number, signal?: AbortSignal, prepare?: () => Promise<number>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -76,7 +77,8 @@ export class ReleaseSubscription {
       const sleepFor = (ms: number) => {
         if (!settled) timer = setTimeout(wake, Math.max(0, ms));
       };
-      if (prepare) prepare().then((limitMs) => sleepFor(Math.min(timeoutMs, limitMs)), (error) => settle(() => reject(error)));
+      // Without the announcement (the database did not answer), the sleep is a poll: the wait goes on.
+      if (prepare) prepare().then((limitMs) => sleepFor(Math.min(timeoutMs, limitMs)), () => sleepFor(timeoutMs));
       else sleepFor(timeoutMs);
     });
   }

@@ -3,11 +3,15 @@ import { Test, TestingModuleBuilder } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
+import type { LockDialect } from '../../lib/dialects/lock-dialect';
+import { LOCK_DIALECT } from '../../lib/lockmgr.constants';
 import { removeSqliteFile, TestDatabase } from './test-databases';
 
 export interface LockApp {
   locks: LockService;
   dataSource: DataSource;
+  /** The database dialect behind `locks`: fault tests hold up or fail its calls. */
+  dialect: LockDialect;
   close(): Promise<void>;
 }
 
@@ -39,7 +43,12 @@ export async function createLockApp(
 ): Promise<LockApp> {
   const moduleRef = await lockTestingModule(database, isolation, options).compile();
   await moduleRef.init();
-  return { locks: moduleRef.get(LockService), dataSource: moduleRef.get(DataSource), close: () => moduleRef.close() };
+  return {
+    locks: moduleRef.get(LockService),
+    dataSource: moduleRef.get(DataSource),
+    dialect: moduleRef.get(LOCK_DIALECT),
+    close: () => moduleRef.close(),
+  };
 }
 
 /**

@@ -4,10 +4,11 @@ import { MYSQL_URL, POSTGRES_URL, TestDatabase, testDatabase } from './test-data
 /**
  * A TCP relay between the app and its database, to make the network fail on cue: `down()` drops
  * every connection and refuses new ones (a server that died), `partition()` stops delivering bytes
- * while keeping connections open (a network that silently lost packets), `up()` heals both.
+ * while keeping connections open (a network that silently lost packets), `refuseNew()` refuses new
+ * connections only (a server out of connection slots), `up()` heals them all.
  */
 export class TcpProxy {
-  private mode: 'up' | 'down' | 'partition' = 'up';
+  private mode: 'up' | 'down' | 'partition' | 'refusing' = 'up';
   private readonly pairs = new Set<{ client: Socket; server: Socket; held: Array<() => void> }>();
 
   private constructor(private readonly server: Server) {}
@@ -25,14 +26,14 @@ export class TcpProxy {
   }
 
   private relay(client: Socket, targetHost: string, targetPort: number): void {
-    if (this.mode === 'down') return void client.destroy();
+    if (this.mode === 'down' || this.mode === 'refusing') return void client.destroy();
     const server = createConnection(targetPort, targetHost);
     const pair = { client, server, held: [] as Array<() => void> };
     this.pairs.add(pair);
     const forward = (from: Socket, to: Socket) =>
       from.on('data', (chunk) => {
         const deliver = () => to.write(chunk);
-        if (this.mode === 'up') deliver();
+        if (this.mode !== 'partition') deliver();
         else pair.held.push(deliver);
       });
     forward(client, server);
@@ -57,6 +58,10 @@ export class TcpProxy {
 
   partition(): void {
     this.mode = 'partition';
+  }
+
+  refuseNew(): void {
+    this.mode = 'refusing';
   }
 
   up(): void {
