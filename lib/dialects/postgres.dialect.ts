@@ -6,6 +6,7 @@ import {
   AcquireRequest,
   AcquireResult,
   checkTableColumns,
+  HolderInfo,
   holderOf,
   inLockingOrder,
   LockDialect,
@@ -160,6 +161,14 @@ function postgresStatements({ table, sequence }: PostgresNames) {
   };
 }
 
+/** Attempts, in all, of an acquisition that keeps meeting a holder its snapshot does not show (see `acquire`). */
+const ACQUIRE_ATTEMPTS = 3;
+
+/** Whether a failed acquisition's holder still holds the lock by the database's clock, as it read it. */
+function isLive(holder: HolderInfo | null): boolean {
+  return holder !== null && (holder.secondsLeft === null || holder.secondsLeft > 0);
+}
+
 /**
  * PostgreSQL: every operation is one prepared statement on a pool of its own, so it is one round trip,
  * never waits behind the app's transactions, and never joins one.
@@ -238,7 +247,23 @@ export class PostgresDialect implements LockDialect {
     this.maxNameLength = rows.find((row) => row.column_name === 'name').character_maximum_length ?? Number.MAX_SAFE_INTEGER;
   }
 
-  async acquire(request: AcquireRequest, executor: Executor = this.pool): Promise<AcquireResult> {
+  /**
+   * Takes the lock in one statement, in the common case. The holder a failed statement reports comes from
+   * its snapshot, which predates an acquisition it raced with (and waited for): then that row is missing
+   * or expired, while someone else holds the lock. Only then does a fresh statement read the current
+   * holder; and if the name is free by then, the acquisition is tried again, a few times at most.
+   */
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.acquireOnce(request, this.pool);
+      if (result.acquired || isLive(result.holder)) return result;
+      const { rows } = await this.run(this.pool, 'find', [request.name]);
+      if (rows.length) return { acquired: false, holder: holderOf(rows[0]) };
+      if (attempt === ACQUIRE_ATTEMPTS) return { acquired: false, holder: null };
+    }
+  }
+
+  private async acquireOnce(request: AcquireRequest, executor: Executor): Promise<AcquireResult> {
     const { rows } = await this.run(executor, 'acquire', [
       request.name,
       request.owner,
@@ -308,7 +333,7 @@ export class PostgresDialect implements LockDialect {
         if (action === 'fail') return { commit: false, result: { conflict: existing! } };
         let result: LockRecord | null = existing;
         if (action === 'create') {
-          const acquired = await this.acquire(lock, client);
+          const acquired = await this.acquireOnce(lock, client);
           if (!acquired.acquired) throw new Error(`Lock "${lock.name}" could not be created inside its own row lock.`);
           result = acquired.lock;
         } else if (action === 'extend') {
