@@ -131,13 +131,23 @@ function postgresStatements({ table, sequence }: PostgresNames) {
       FROM released`,
     // Only the first waiter writes the flag; the others read, so a crowd of waiters costs no commits.
     // Losing a flag in a crash only costs a NOTIFY (the waiter still polls), so it does not wait for the disk.
-    markWaiting: `WITH held AS (
-        SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
-        FROM ${table} WHERE name = $1::varchar AND ${LIVE}
-      ), flagged AS (
-        UPDATE ${table} SET waiting = true WHERE name = $1 AND ${LIVE} AND NOT waiting
+    // The waiter already LISTENs. It gets a row (the lease to sleep on) only when the release of the row
+    // is sure to notify; otherwise no row, and it tries again at once. Every interleaving:
+    // - It flagged the row: the UPDATE ran on the newest version, after a renewal or a release in flight
+    //   had committed, so a later release reads the flag; a takeover only comes once the lease it reports ends.
+    // - It flagged nothing, but its snapshot shows the live row flagged: a flag stays until the row is
+    //   deleted (that release notifies, and commits after the snapshot, so after the LISTEN) or taken over
+    //   (once the reported lease has ended, when the waiter wakes anyway; a renewal only makes it wake early).
+    // - Otherwise the row was gone or expired in its snapshot, or changed after it: a release in flight
+    //   deleted it before reading any flag (so it notifies nobody), or another waiter flagged it first.
+    markWaiting: `WITH flagged AS (
+        UPDATE ${table} SET waiting = true WHERE name = $1::varchar AND ${LIVE} AND NOT waiting
+        RETURNING EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
       )
-      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM held`,
+      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM flagged
+      UNION ALL
+      SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8, NULL
+      FROM ${table} WHERE name = $1 AND ${LIVE} AND waiting AND NOT EXISTS (SELECT FROM flagged)`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
