@@ -46,4 +46,31 @@ describeOnDatabase(testDatabase('postgres'), 'Races of PostgreSQL lock operation
       await release.release();
     }
   });
+
+  it('sets locks whose advisory keys collide, concurrently, without deadlocking', async () => {
+    // Two names with the same hashtext (the 32-bit key of their advisory locks), found among many candidates.
+    const [{ names }] = await holder.dataSource.query(
+      `SELECT array_agg(name ORDER BY name) AS names
+        FROM (SELECT 'key-' || lpad(i::text, 7, '0') AS name FROM generate_series(1, 300000) AS i) AS candidates
+        GROUP BY hashtext(name) HAVING count(*) > 1 LIMIT 1`,
+    );
+    const [low, high]: string[] = names;
+    const middle = `${low}-between`;
+    expect(low < middle && middle < high).toBe(true);
+    // By name, [low, middle] locks the shared key first and [middle, high] last: opposite orders.
+    for (let round = 0; round < 20; round++) {
+      const [first, second] = await Promise.all([
+        holder.locks.setLock([low, middle], { timeout: 60 }),
+        other.locks.setLock([middle, high], { timeout: 60 }),
+      ]);
+      expect(first.locks.map((lock) => lock.name)).toEqual([low, middle]);
+      expect(second.locks.map((lock) => lock.name)).toEqual([middle, high]);
+      // One of them created the name they share, and the other renewed it.
+      const statuses = [first.statuses[1][1].status, second.statuses[0][1].status].sort();
+      expect(statuses).toEqual(['create', 'extend']);
+      expect(first.statuses[0][1].status).toBe('create');
+      expect(second.statuses[1][1].status).toBe('create');
+      for (const name of [low, middle, high]) expect(await holder.locks.unlock(name)).toBe(true);
+    }
+  });
 });

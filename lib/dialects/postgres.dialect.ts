@@ -2,6 +2,7 @@ import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
 import { checkIdentifier } from '../validation';
+import { deadlockRetry } from './deadlock-retry';
 import {
   AcquireRequest,
   AcquireResult,
@@ -164,7 +165,10 @@ function postgresStatements({ table, sequence }: PostgresNames) {
     deleteExpired: `DELETE FROM ${table} WHERE name IN (
         SELECT name FROM ${table} WHERE locked_until <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED
       ) AND locked_until <= clock_timestamp()`,
-    lockName: `SELECT pg_advisory_xact_lock($1::int, hashtext($2::varchar))`,
+    // In the order of their keys, not of the names: two calls with names whose 32-bit keys collide would
+    // otherwise take them in opposite orders. PostgreSQL calls the volatile lock function after the sort.
+    lockNames: `SELECT pg_advisory_xact_lock($1::int, key)
+      FROM (SELECT DISTINCT hashtext(name) AS key FROM unnest($2::varchar[]) AS name) AS keys ORDER BY key`,
     lockTable: `SELECT pg_advisory_xact_lock($1::int, 0)`,
     columns: `SELECT column_name, character_maximum_length FROM information_schema.columns
       WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text`,
@@ -178,6 +182,9 @@ const ACQUIRE_ATTEMPTS = 3;
 function isLive(holder: HolderInfo | null): boolean {
   return holder !== null && (holder.secondsLeft === null || holder.secondsLeft > 0);
 }
+
+const DEADLOCK_DETECTED = '40P01';
+const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).code === DEADLOCK_DETECTED);
 
 /**
  * PostgreSQL: every operation is one prepared statement on a pool of its own, so it is one round trip,
@@ -332,11 +339,19 @@ export class PostgresDialect implements LockDialect {
     return rowCount ?? 0;
   }
 
-  async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+  setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+    return retryDeadlocks(() => this.setLocksOnce(request));
+  }
+
+  private setLocksOnce(request: SetLocksRequest): Promise<SetLocksResult> {
     return this.transaction<SetLocksResult>(async (client) => {
+      // Every advisory lock of the call before any row lock, as an acquisition takes its one: calls that
+      // share a name (or a key) then never hold rows while they wait for each other, and release, renewal,
+      // flagging and clean-up each wait for nothing more once they hold a row. A deadlock is left only with
+      // a transaction of someone else's on the table, and then the call is run again.
+      await this.run(client, 'lockNames', [this.advisoryClass, request.locks.map((lock) => lock.name)]);
       const steps = new Map<string, SetLockStep>();
       for (const lock of inLockingOrder(request.locks)) {
-        await this.run(client, 'lockName', [this.advisoryClass, lock.name]);
         const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
         const existing = rows.length ? recordFromRow(rows[0]) : null;
         const action = planSetLock(existing, request);
