@@ -134,8 +134,8 @@ export interface ReleaseWaiting {
 }
 
 /**
- * The locks of a `setLocks` request in one fixed order, the order its row (or advisory) locks are taken
- * in: two concurrent setLock calls then never wait on each other in a cycle.
+ * The locks of a `setLocks` request in one fixed order, the order its row locks are taken in: two
+ * concurrent setLock calls then never wait on each other in a cycle.
  */
 export function inLockingOrder(locks: AcquireRequest[]): AcquireRequest[] {
   return [...locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

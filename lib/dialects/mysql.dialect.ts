@@ -2,6 +2,7 @@ import type { Pool as CorePool, PoolOptions } from 'mysql2';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
+import { deadlockRetry } from './deadlock-retry';
 import {
   AcquireRequest,
   AcquireResult,
@@ -188,24 +189,12 @@ function mysqlStatements({ table, sequence, counter }: MysqlNames, server: Mysql
 const SCHEMA_LOCK_SECONDS = 60;
 
 const ER_LOCK_DEADLOCK = 1213;
-const DEADLOCK_ATTEMPTS = 5;
 
 /**
- * Runs a write again when InnoDB chose it as a deadlock's victim. InnoDB rolls the victim's transaction
- * back whole, so running it again is safe; and such deadlocks come with the territory: the duplicate-key
- * check of concurrent inserts of one name takes gap locks, even under READ COMMITTED.
+ * Runs a write again when InnoDB chose it as a deadlock's victim. Such deadlocks come with the territory:
+ * the duplicate-key check of concurrent inserts of one name takes gap locks, even under READ COMMITTED.
  */
-async function retryDeadlocks<T>(work: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await work();
-    } catch (error) {
-      if ((error as { errno?: number }).errno !== ER_LOCK_DEADLOCK || attempt === DEADLOCK_ATTEMPTS) throw error;
-      // A pause of a few milliseconds, random, so the transactions that collided do not collide again.
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
-    }
-  }
-}
+const retryDeadlocks = deadlockRetry((error) => (error as { errno?: number }).errno === ER_LOCK_DEADLOCK);
 
 const microseconds = (seconds: number | null) => (seconds === null ? null : Math.round(seconds * 1_000_000));
 

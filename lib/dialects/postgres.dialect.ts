@@ -2,10 +2,12 @@ import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
 import { checkIdentifier } from '../validation';
+import { deadlockRetry } from './deadlock-retry';
 import {
   AcquireRequest,
   AcquireResult,
   checkTableColumns,
+  HolderInfo,
   holderOf,
   inLockingOrder,
   LockDialect,
@@ -130,13 +132,23 @@ function postgresStatements({ table, sequence }: PostgresNames) {
       FROM released`,
     // Only the first waiter writes the flag; the others read, so a crowd of waiters costs no commits.
     // Losing a flag in a crash only costs a NOTIFY (the waiter still polls), so it does not wait for the disk.
-    markWaiting: `WITH held AS (
-        SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
-        FROM ${table} WHERE name = $1::varchar AND ${LIVE}
-      ), flagged AS (
-        UPDATE ${table} SET waiting = true WHERE name = $1 AND ${LIVE} AND NOT waiting
+    // The waiter already LISTENs. It gets a row (the lease to sleep on) only when the release of the row
+    // is sure to notify; otherwise no row, and it tries again at once. Every interleaving:
+    // - It flagged the row: the UPDATE ran on the newest version, after a renewal or a release in flight
+    //   had committed, so a later release reads the flag; a takeover only comes once the lease it reports ends.
+    // - It flagged nothing, but its snapshot shows the live row flagged: a flag stays until the row is
+    //   deleted (that release notifies, and commits after the snapshot, so after the LISTEN) or taken over
+    //   (once the reported lease has ended, when the waiter wakes anyway; a renewal only makes it wake early).
+    // - Otherwise the row was gone or expired in its snapshot, or changed after it: a release in flight
+    //   deleted it before reading any flag (so it notifies nobody), or another waiter flagged it first.
+    markWaiting: `WITH flagged AS (
+        UPDATE ${table} SET waiting = true WHERE name = $1::varchar AND ${LIVE} AND NOT waiting
+        RETURNING EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
       )
-      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM held`,
+      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM flagged
+      UNION ALL
+      SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8, NULL
+      FROM ${table} WHERE name = $1 AND ${LIVE} AND waiting AND NOT EXISTS (SELECT FROM flagged)`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
@@ -153,12 +165,26 @@ function postgresStatements({ table, sequence }: PostgresNames) {
     deleteExpired: `DELETE FROM ${table} WHERE name IN (
         SELECT name FROM ${table} WHERE locked_until <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED
       ) AND locked_until <= clock_timestamp()`,
-    lockName: `SELECT pg_advisory_xact_lock($1::int, hashtext($2::varchar))`,
+    // In the order of their keys, not of the names: two calls with names whose 32-bit keys collide would
+    // otherwise take them in opposite orders. PostgreSQL calls the volatile lock function after the sort.
+    lockNames: `SELECT pg_advisory_xact_lock($1::int, key)
+      FROM (SELECT DISTINCT hashtext(name) AS key FROM unnest($2::varchar[]) AS name) AS keys ORDER BY key`,
     lockTable: `SELECT pg_advisory_xact_lock($1::int, 0)`,
     columns: `SELECT column_name, character_maximum_length FROM information_schema.columns
       WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text`,
   };
 }
+
+/** Attempts, in all, of an acquisition that keeps meeting a holder its snapshot does not show (see `acquire`). */
+const ACQUIRE_ATTEMPTS = 3;
+
+/** Whether a failed acquisition's holder still holds the lock by the database's clock, as it read it. */
+function isLive(holder: HolderInfo | null): boolean {
+  return holder !== null && (holder.secondsLeft === null || holder.secondsLeft > 0);
+}
+
+const DEADLOCK_DETECTED = '40P01';
+const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).code === DEADLOCK_DETECTED);
 
 /**
  * PostgreSQL: every operation is one prepared statement on a pool of its own, so it is one round trip,
@@ -241,7 +267,23 @@ export class PostgresDialect implements LockDialect {
     this.maxNameLength = rows.find((row) => row.column_name === 'name').character_maximum_length ?? Number.MAX_SAFE_INTEGER;
   }
 
-  async acquire(request: AcquireRequest, executor: Executor = this.pool): Promise<AcquireResult> {
+  /**
+   * Takes the lock in one statement, in the common case. The holder a failed statement reports comes from
+   * its snapshot, which predates an acquisition it raced with (and waited for): then that row is missing
+   * or expired, while someone else holds the lock. Only then does a fresh statement read the current
+   * holder; and if the name is free by then, the acquisition is tried again, a few times at most.
+   */
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.acquireOnce(request, this.pool);
+      if (result.acquired || isLive(result.holder)) return result;
+      const { rows } = await this.run(this.pool, 'find', [request.name]);
+      if (rows.length) return { acquired: false, holder: holderOf(rows[0]) };
+      if (attempt === ACQUIRE_ATTEMPTS) return { acquired: false, holder: null };
+    }
+  }
+
+  private async acquireOnce(request: AcquireRequest, executor: Executor): Promise<AcquireResult> {
     const { rows } = await this.run(executor, 'acquire', [
       request.name,
       request.owner,
@@ -300,18 +342,26 @@ export class PostgresDialect implements LockDialect {
     return rowCount ?? 0;
   }
 
-  async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+  setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+    return retryDeadlocks(() => this.setLocksOnce(request));
+  }
+
+  private setLocksOnce(request: SetLocksRequest): Promise<SetLocksResult> {
     return this.transaction<SetLocksResult>(async (client) => {
+      // Every advisory lock of the call before any row lock, as an acquisition takes its one: calls that
+      // share a name (or a key) then never hold rows while they wait for each other, and release, renewal,
+      // flagging and clean-up each wait for nothing more once they hold a row. A deadlock is left only with
+      // a transaction of someone else's on the table, and then the call is run again.
+      await this.run(client, 'lockNames', [this.advisoryClass, request.locks.map((lock) => lock.name)]);
       const steps = new Map<string, SetLockStep>();
       for (const lock of inLockingOrder(request.locks)) {
-        await this.run(client, 'lockName', [this.advisoryClass, lock.name]);
         const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
         const existing = rows.length ? recordFromRow(rows[0]) : null;
         const action = planSetLock(existing, request);
         if (action === 'fail') return { commit: false, result: { conflict: existing! } };
         let result: LockRecord | null = existing;
         if (action === 'create') {
-          const acquired = await this.acquire(lock, client);
+          const acquired = await this.acquireOnce(lock, client);
           if (!acquired.acquired) throw new Error(`Lock "${lock.name}" could not be created inside its own row lock.`);
           result = acquired.lock;
         } else if (action === 'extend') {

@@ -1,0 +1,76 @@
+import { createLockApp, dropLockTable, LockApp, until } from './support/lock-app';
+import { describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
+
+/** Waiters here poll every 5 to 10 seconds: a wake-up that comes sooner is a hand-off, not a poll. */
+const SLOW_POLL = 10;
+
+describeOnDatabase(testDatabase('postgres'), 'Races of PostgreSQL lock operations', (database) => {
+  const isolation = uniqueName('pgraces');
+  let holder: LockApp;
+  let other: LockApp;
+
+  beforeAll(async () => {
+    holder = await createLockApp(database, isolation);
+    other = await createLockApp(database, isolation, { pollInterval: SLOW_POLL });
+  });
+  afterAll(async () => {
+    await holder?.close();
+    await other?.close();
+    await dropLockTable(database, isolation);
+  });
+
+  it('hands the lock to a waiter that flagged it while its release was in flight', async () => {
+    await holder.locks.getLock('x', { expires: 60 });
+    // A release in flight: its DELETE holds the row lock, read no waiter's flag, and will notify nobody.
+    const release = holder.dataSource.createQueryRunner();
+    await release.startTransaction();
+    try {
+      await release.query(`DELETE FROM "${isolation}" WHERE name = 'x'`);
+      const waiting = other.locks.getLock('x', { wait: 20 });
+      // The waiter's first attempt failed; its flag now waits for the release's row lock.
+      await until(async () => {
+        const [{ blocked }] = await holder.dataSource.query(
+          `SELECT count(*)::int AS blocked FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND query LIKE '%SET waiting = true%' AND query LIKE $1`,
+          [`%"${isolation}"%`],
+        );
+        return blocked === 1;
+      });
+      await release.commitTransaction();
+      const releasedAt = performance.now();
+      const lock = await waiting;
+      expect(lock.name).toBe('x');
+      // Without the hand-off, the waiter sleeps until its next poll, 5 seconds or more away.
+      expect(performance.now() - releasedAt).toBeLessThan(2000);
+    } finally {
+      await release.release();
+    }
+  });
+
+  it('sets locks whose advisory keys collide, concurrently, without deadlocking', async () => {
+    // Two names with the same hashtext (the 32-bit key of their advisory locks), found among many candidates.
+    const [{ names }] = await holder.dataSource.query(
+      `SELECT array_agg(name ORDER BY name) AS names
+        FROM (SELECT 'key-' || lpad(i::text, 7, '0') AS name FROM generate_series(1, 300000) AS i) AS candidates
+        GROUP BY hashtext(name) HAVING count(*) > 1 LIMIT 1`,
+    );
+    const [low, high]: string[] = names;
+    const middle = `${low}-between`;
+    expect(low < middle && middle < high).toBe(true);
+    // By name, [low, middle] locks the shared key first and [middle, high] last: opposite orders.
+    for (let round = 0; round < 20; round++) {
+      const [first, second] = await Promise.all([
+        holder.locks.setLock([low, middle], { timeout: 60 }),
+        other.locks.setLock([middle, high], { timeout: 60 }),
+      ]);
+      expect(first.locks.map((lock) => lock.name)).toEqual([low, middle]);
+      expect(second.locks.map((lock) => lock.name)).toEqual([middle, high]);
+      // One of them created the name they share, and the other renewed it.
+      const statuses = [first.statuses[1][1].status, second.statuses[0][1].status].sort();
+      expect(statuses).toEqual(['create', 'extend']);
+      expect(first.statuses[0][1].status).toBe('create');
+      expect(second.statuses[1][1].status).toBe('create');
+      for (const name of [low, middle, high]) expect(await holder.locks.unlock(name)).toBe(true);
+    }
+  });
+});
