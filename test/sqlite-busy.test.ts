@@ -11,12 +11,13 @@ function countTicks(): { count(): number; stop(): void } {
   return { count: () => ticks, stop: () => clearInterval(timer) };
 }
 
-/** Another connection to the file, holding SQLite's write lock until `let go` (as another process's write would). */
+/** Another connection to the file, holding SQLite's write lock until `letGo` (as another process's write would). */
 function holdWriteLock(isolation: string): { letGo(): void } {
   const connection = new Database(sqliteFile(isolation));
   connection.exec('BEGIN IMMEDIATE');
   return {
     letGo: () => {
+      if (!connection.open) return;
       connection.exec('ROLLBACK');
       connection.close();
     },
@@ -62,6 +63,33 @@ describeOnDatabase(testDatabase('sqlite'), 'Waiting for the SQLite file lock', (
         ticks.stop();
         if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
         await queryRunner.release();
+      }
+    });
+  });
+
+  describe('at start-up', () => {
+    const isolation = uniqueName('busy_start');
+    afterAll(() => dropLockTable(database, isolation));
+
+    it('waits for the file without blocking the event loop, then starts', async () => {
+      const holder = holdWriteLock(isolation);
+      const ticks = countTicks();
+      let app: LockApp | undefined;
+      try {
+        let done = false;
+        const starting = settled(createLockApp(database, isolation), performance.now()).finally(() => (done = true));
+        await sleep(1000);
+        expect(done).toBe(false);
+        expect(ticks.count()).toBeGreaterThan(30);
+        holder.letGo();
+        const started = await starting;
+        app = started.value as LockApp;
+        expect(started.error).toBeUndefined();
+        expect(await app.locks.getLock('report', { expires: 60 })).toMatchObject({ name: 'report', fencingToken: 1 });
+      } finally {
+        ticks.stop();
+        holder.letGo();
+        await app?.close();
       }
     });
   });
