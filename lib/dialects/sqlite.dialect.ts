@@ -17,10 +17,12 @@ import {
   SetLockStep,
 } from './lock-dialect';
 import { ReleaseWaiters } from './release-waiters';
+import { retryWhileBusy, SQLITE_BUSY_TIMEOUT_MS } from './sqlite-busy';
+import type { TransactionOutcome } from './transaction';
 
 export interface SqliteDialectOptions {
   tableName: string;
-  /** Seconds a statement may wait for another process's write to finish. */
+  /** Seconds an operation may wait for other connections' writes to the file to finish. */
   operationTimeout: number;
 }
 
@@ -86,13 +88,15 @@ function toRecord(row: SqliteRow): LockRecord {
 /**
  * SQLite through better-sqlite3, for one host: a connection of its own to the app's database file
  * (so no caller transaction on TypeORM's connection can wrap a lock write), and write transactions
- * that SQLite serialises across every process using the file.
+ * that SQLite serialises across every process using the file. Waiting for another connection's write
+ * never blocks the event loop for more than a few milliseconds: the operation is tried again after a pause.
  */
 export class SqliteDialect implements LockDialect {
   maxNameLength = 255;
   readonly announcesReleases = false;
   private readonly database: Database;
   private readonly statements: Record<string, Statement>;
+  private walSet = false;
 
   constructor(
     dataSource: DataSource,
@@ -106,10 +110,24 @@ export class SqliteDialect implements LockDialect {
       );
     }
     const driver = dataSource.driver as unknown as { sqlite: new (file: string, options: object) => Database };
-    this.database = new driver.sqlite(file, { timeout: options.operationTimeout * 1000 });
-    // WAL lets readers run beside the one writer, so processes sharing the file wait less on each other.
-    this.database.pragma('journal_mode = WAL');
+    this.database = new driver.sqlite(file, { timeout: SQLITE_BUSY_TIMEOUT_MS });
     this.statements = {};
+  }
+
+  /**
+   * Runs `work` on the connection, again (whole) whenever another connection's lock on the file makes
+   * it fail, for up to `operationTimeout`: the one way every operation reaches the file.
+   */
+  private whenUnlocked<T>(work: () => T): Promise<T> {
+    return retryWhileBusy(() => {
+      // WAL lets readers run beside the one writer, so processes sharing the file wait less on each other.
+      // Switching to it needs the file to itself, so it is done by the first operation, retried like it.
+      if (!this.walSet) {
+        this.database.pragma('journal_mode = WAL');
+        this.walSet = true;
+      }
+      return work();
+    }, this.options.operationTimeout);
   }
 
   /** Prepares a statement once and keeps it (the table must exist, so this runs lazily). */
@@ -121,21 +139,26 @@ export class SqliteDialect implements LockDialect {
     return sqliteNames(this.options.tableName);
   }
 
-  /** BEGIN IMMEDIATE takes the write lock up front, so the read and the write that follows it see one state. */
-  private transaction<T>(work: () => { commit: boolean; result: T }): T {
-    this.database.exec('BEGIN IMMEDIATE');
-    try {
-      const { commit, result } = work();
-      this.database.exec(commit ? 'COMMIT' : 'ROLLBACK');
-      return result;
-    } catch (error) {
-      if (this.database.inTransaction) this.database.exec('ROLLBACK');
-      throw error;
-    }
+  /**
+   * BEGIN IMMEDIATE takes the write lock up front, so the read and the write that follows it see one state.
+   * A transaction that meets another connection's lock is rolled back and run again from its BEGIN.
+   */
+  private transaction<T>(work: () => TransactionOutcome<T>): Promise<T> {
+    return this.whenUnlocked(() => {
+      this.database.exec('BEGIN IMMEDIATE');
+      try {
+        const { commit, result } = work();
+        this.database.exec(commit ? 'COMMIT' : 'ROLLBACK');
+        return result;
+      } catch (error) {
+        if (this.database.inTransaction) this.database.exec('ROLLBACK');
+        throw error;
+      }
+    });
   }
 
   async ensureTable(): Promise<void> {
-    this.transaction(() => {
+    await this.transaction(() => {
       for (const statement of sqliteSchemaStatements(this.options.tableName)) this.database.exec(statement);
       return { commit: true, result: undefined };
     });
@@ -143,7 +166,9 @@ export class SqliteDialect implements LockDialect {
 
   async inspectTable(): Promise<void> {
     const { table } = this.names;
-    const columns = this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[];
+    const columns = await this.whenUnlocked(
+      () => this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[],
+    );
     checkTableColumns(
       table,
       columns.map((column) => column.name),
@@ -193,10 +218,12 @@ export class SqliteDialect implements LockDialect {
 
   async release(request: ReleaseRequest): Promise<boolean> {
     const { table } = this.names;
-    const rows = this.statement(
-      'release',
-      () => `DELETE FROM ${table} WHERE name = @name AND (@owner IS NULL OR owner = @owner) RETURNING ${LIVE} AS live`,
-    ).all(request) as { live: number }[];
+    const rows = (await this.whenUnlocked(() =>
+      this.statement(
+        'release',
+        () => `DELETE FROM ${table} WHERE name = @name AND (@owner IS NULL OR owner = @owner) RETURNING ${LIVE} AS live`,
+      ).all(request),
+    )) as { live: number }[];
     const released = rows.some((row) => row.live === 1);
     if (released) this.waiters.wake(request.name);
     return released;
@@ -221,26 +248,31 @@ export class SqliteDialect implements LockDialect {
   }
 
   async renew(request: RenewRequest): Promise<LockRecord | null> {
-    return this.renewNow(request);
+    return this.whenUnlocked(() => this.renewNow(request));
   }
 
   async find(name: string): Promise<LockRecord | null> {
-    const row = this.findLive(name);
+    const row = await this.whenUnlocked(() => this.findLive(name));
     return row ? toRecord(row) : null;
   }
 
   async list(): Promise<LockRecord[]> {
     const { table } = this.names;
-    const rows = this.statement('list', () => `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`).all() as SqliteRow[];
+    const rows = (await this.whenUnlocked(() =>
+      this.statement('list', () => `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`).all(),
+    )) as SqliteRow[];
     return rows.map(toRecord);
   }
 
   async deleteExpired(limit: number): Promise<number> {
     const { table } = this.names;
-    return this.statement(
-      'deleteExpired',
-      () => `DELETE FROM ${table} WHERE name IN (SELECT name FROM ${table} WHERE locked_until <= ${NOW} LIMIT ?)`,
-    ).run(limit).changes;
+    return this.whenUnlocked(
+      () =>
+        this.statement(
+          'deleteExpired',
+          () => `DELETE FROM ${table} WHERE name IN (SELECT name FROM ${table} WHERE locked_until <= ${NOW} LIMIT ?)`,
+        ).run(limit).changes,
+    );
   }
 
   async setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
