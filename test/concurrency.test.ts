@@ -1,5 +1,5 @@
 import { LockedError, LockEntity, LockFailError } from '../lib';
-import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { LockApp, sleep, useLockApps } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 /** Four app instances on one lock table, each with its own connections: the cluster a lock must serve. */
@@ -10,14 +10,7 @@ describeEachDatabase('Concurrent acquirers', (database) => {
   const isolation = uniqueName('race');
   let apps: LockApp[];
 
-  beforeAll(async () => {
-    apps = [];
-    for (let i = 0; i < INSTANCES; i++) apps.push(await createLockApp(database, isolation));
-  });
-  afterAll(async () => {
-    for (const app of apps ?? []) await app.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApps(database, isolation, INSTANCES, (started) => (apps = started));
 
   async function race(name: string, options = {}): Promise<PromiseSettledResult<LockEntity>[]> {
     const calls = apps.flatMap((app) => Array.from({ length: CALLS_PER_INSTANCE }, () => app.locks.getLock(name, options)));

@@ -1,5 +1,5 @@
 import { LockedError, LockEntity } from '../lib';
-import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { LockApp, sleep, useLockApps } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
 /** Four app instances on one lock table, each with its own connections, racing for one name. */
@@ -11,14 +11,7 @@ describeEachDatabase('The holder a LockedError names', (database) => {
   const isolation = uniqueName('holder');
   let apps: LockApp[];
 
-  beforeAll(async () => {
-    apps = [];
-    for (let i = 0; i < INSTANCES; i++) apps.push(await createLockApp(database, isolation));
-  });
-  afterAll(async () => {
-    for (const app of apps ?? []) await app.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApps(database, isolation, INSTANCES, (started) => (apps = started));
 
   /**
    * Every instance tries to take `name` at once, each call under a `lockedBy` of its own. Exactly one

@@ -1,6 +1,6 @@
 import type { QueryRunner } from 'typeorm';
 import { LockDatabaseError } from '../../lib';
-import { createLockApp, dropLockTable, LockApp, sleep, tableRows, until } from '../support/lock-app';
+import { LockApp, sleep, tableRows, until, useLockApp } from '../support/lock-app';
 import { describeEachDatabase, describeOnDatabase, testDatabase, TestDatabase, uniqueName } from '../support/test-databases';
 
 const OPERATION_TIMEOUT = 1;
@@ -28,13 +28,7 @@ describeEachDatabase('An acquisition its caller was told failed', (database) => 
   const isolation = uniqueName('abandoned');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation, { operationTimeout: OPERATION_TIMEOUT });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started), { operationTimeout: OPERATION_TIMEOUT });
 
   it('leaves no lock behind when its answer is lost after the database took the lock', async () => {
     const spy = loseAnswer(app, 'acquire');
@@ -97,13 +91,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
     const isolation = uniqueName('held_up');
     let app: LockApp;
 
-    beforeAll(async () => {
-      app = await createLockApp(database, isolation, { operationTimeout: OPERATION_TIMEOUT });
-    });
-    afterAll(async () => {
-      await app?.close();
-      await dropLockTable(database, isolation);
-    });
+    useLockApp(database, isolation, (started) => (app = started), { operationTimeout: OPERATION_TIMEOUT });
 
     it('fails, and never commits later a lock that nobody owns', async () => {
       const runner = app.dataSource.createQueryRunner();

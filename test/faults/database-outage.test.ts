@@ -1,6 +1,7 @@
 import { LockDatabaseError, LockedError, LockLostError, LockManager } from '../../lib';
-import { createLockApp, dropLockTable, LockApp, sleep } from '../support/lock-app';
-import { PROXIED_SERVERS, proxyServer, TcpProxy } from '../support/tcp-proxy';
+import { createLockApp, LockApp, sleep } from '../support/lock-app';
+import { useProxiedLockApps } from '../support/proxied-lock-apps';
+import { PROXIED_SERVERS, TcpProxy } from '../support/tcp-proxy';
 import { describeOnDatabase, uniqueName } from '../support/test-databases';
 
 const OPERATION_TIMEOUT = 1;
@@ -11,20 +12,7 @@ for (const server of PROXIED_SERVERS) describeOnDatabase(server.database, 'Datab
   let direct: LockApp;
   let proxied: LockApp;
 
-  beforeAll(async () => {
-    direct = await createLockApp(database, isolation);
-    const started = await proxyServer(server, isolation);
-    proxy = started.proxy;
-    proxied = await createLockApp(started.throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
-  });
-  afterEach(() => proxy.up());
-  afterAll(async () => {
-    proxy?.up();
-    await proxied?.close();
-    await direct?.close();
-    await proxy?.close();
-    await dropLockTable(database, isolation);
-  });
+  useProxiedLockApps(server, isolation, (apps) => ({ proxy, direct, proxied } = apps), { operationTimeout: OPERATION_TIMEOUT });
 
   /** Runs `call` and says how it failed and how long it took. */
   async function failure(call: () => Promise<unknown>): Promise<{ error: unknown; seconds: number }> {

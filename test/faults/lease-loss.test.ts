@@ -1,5 +1,5 @@
 import { LockLostError, LockManager } from '../../lib';
-import { createLockApp, dropLockTable, LockApp, sleep, until } from '../support/lock-app';
+import { LockApp, sleep, until, useLockApp } from '../support/lock-app';
 import { describeEachDatabase, describeOnDatabase, testDatabase, uniqueName } from '../support/test-databases';
 
 const LEASE = 2;
@@ -15,13 +15,7 @@ describeEachDatabase('A holder whose renewals fail', (database) => {
   const isolation = uniqueName('lease_loss');
   let app: LockApp;
 
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (app = started));
 
   it('is told before its lease ends, by the documented margin, and the lock is let go', async () => {
     const askedAt = performance.now();
@@ -49,13 +43,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
     const isolation = uniqueName('late_renewal');
     let app: LockApp;
 
-    beforeAll(async () => {
-      app = await createLockApp(database, isolation);
-    });
-    afterAll(async () => {
-      await app?.close();
-      await dropLockTable(database, isolation);
-    });
+    useLockApp(database, isolation, (started) => (app = started));
 
     it('leaves no orphan row when it lands', async () => {
       const manager = await app.locks.manager('late-renewal', { expires: LEASE });

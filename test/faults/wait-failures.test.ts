@@ -1,5 +1,6 @@
 import { LockedError } from '../../lib';
-import { createLockApp, dropLockTable, LockApp, sleep } from '../support/lock-app';
+import { createLockApp, LockApp, sleep } from '../support/lock-app';
+import { useProxiedLockApps } from '../support/proxied-lock-apps';
 import { PROXIED_SERVERS, proxyServer, TcpProxy } from '../support/tcp-proxy';
 import { describeOnDatabase, uniqueName } from '../support/test-databases';
 
@@ -11,20 +12,7 @@ for (const server of PROXIED_SERVERS) describeOnDatabase(server.database, 'A wai
   let direct: LockApp;
   let proxied: LockApp;
 
-  beforeAll(async () => {
-    direct = await createLockApp(database, isolation);
-    const started = await proxyServer(server, isolation);
-    proxy = started.proxy;
-    proxied = await createLockApp(started.throughProxy, isolation, { operationTimeout: OPERATION_TIMEOUT });
-  });
-  afterEach(() => proxy.up());
-  afterAll(async () => {
-    proxy?.up();
-    await proxied?.close();
-    await direct?.close();
-    await proxy?.close();
-    await dropLockTable(database, isolation);
-  });
+  useProxiedLockApps(server, isolation, (apps) => ({ proxy, direct, proxied } = apps), { operationTimeout: OPERATION_TIMEOUT });
 
   it('keeps trying while the database is unreachable, and gets the lock once it is back and free', async () => {
     const holder = await direct.locks.getLock('comes-back', { expires: 60 });

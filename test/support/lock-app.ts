@@ -61,13 +61,24 @@ export function useLockApp(
   started: (app: LockApp) => unknown,
   options: LockMgrModuleOptions = {},
 ): void {
-  let app: LockApp | undefined;
+  useLockApps(database, isolation, 1, ([app]) => started(app), options);
+}
+
+/** `count` instances of a lock app on one table, each with connections of its own: a cluster for one `describe` block. */
+export function useLockApps(
+  database: TestDatabase,
+  isolation: string,
+  count: number,
+  started: (apps: LockApp[]) => unknown,
+  options: LockMgrModuleOptions = {},
+): void {
+  const apps: LockApp[] = [];
   beforeAll(async () => {
-    app = await createLockApp(database, isolation, options);
-    await started(app);
+    for (let i = 0; i < count; i++) apps.push(await createLockApp(database, isolation, options));
+    await started(apps);
   });
   afterAll(async () => {
-    await app?.close();
+    for (const app of apps) await app.close();
     await dropLockTable(database, isolation);
   });
 }
