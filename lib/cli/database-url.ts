@@ -51,7 +51,12 @@ export function parseDatabaseUrl(value: string, argument: string): DatabaseTarge
     throw new UsageError(`${argument} is not a valid ${scheme}:// URL.`);
   }
   if (url.hostname === '') throw new UsageError(`${argument} names no host: write ${serverUrlForm(scheme)}.`);
-  const database = decodeURIComponent(url.pathname.slice(1));
+  let database: string;
+  try {
+    database = decodeURIComponent(url.pathname.slice(1));
+  } catch {
+    throw new UsageError(`${argument} has a malformed %-escape in its database name.`);
+  }
   const description = `${server.label}${database ? ` database "${database}"` : ''} at ${url.host}`;
   const options: DataSourceOptions =
     server.type === 'postgres'
