@@ -1,5 +1,5 @@
 /** What a password is replaced with. */
-export const REDACTED = '***';
+const REDACTED = '***';
 
 /**
  * `USER:PASSWORD@` in any text: a user name, a colon (not a scheme's `://`), then everything up to the
