@@ -60,7 +60,7 @@ describe('nestjs-lockmgr, before it connects', () => {
     for (const text of ['--url URL', '--table NAME', 'postgres://', 'mysql://', 'mariadb://', 'sqlite:PATH', 'DATABASE_URL']) {
       expect(help.stdout).toContain(text);
     }
-    for (const code of [0, 1, 2, 64]) expect(help.stdout).toMatch(new RegExp(`^  ${code} +\\S`, 'm'));
+    for (const code of [0, 1, 2, 64, 141]) expect(help.stdout).toMatch(new RegExp(`^  ${code} +\\S`, 'm'));
     expect(await runCommand(['help'])).toEqual(help);
   });
 
@@ -122,6 +122,7 @@ describe('nestjs-lockmgr, before it connects', () => {
     [[], { DATABASE_URL: 'mongodb://db/app' }, 'DATABASE_URL has the unsupported scheme "mongodb:"'],
     [['--url', 'postgres://user:hunter2@[::1/db'], {}, '--url is not a valid postgres:// URL.'],
     [['--url', 'postgresql:///db'], {}, '--url names no host'],
+    [['--url', 'postgres://user:hunter2@db.internal/%zz'], {}, '--url has a malformed %-escape in its database name.'],
     [['--url', ''], {}, '--url is empty'],
     [['--url', 'sqlite::memory:'], {}, '--url names an in-memory SQLite database'],
     [[], {}, 'no database given: pass --url URL or set DATABASE_URL.'],

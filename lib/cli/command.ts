@@ -10,6 +10,11 @@ export const ExitCode = {
   setAborted: 2,
   /** The command line is wrong (EX_USAGE of BSD's sysexits). */
   usage: 64,
+  /**
+   * The reader of the output left before it was all written (`| head`); the command itself ran to its
+   * end. 128 + SIGPIPE: what a shell reports for a command that a closed pipe ended.
+   */
+  outputClosed: 141,
 } as const;
 
 /** The command line is wrong: the message names the argument at fault. */

@@ -3,7 +3,7 @@
  * `nestjs-lockmgr`: the lock table from a shell, as django-lockmgr's management commands give it.
  * Every command runs through `LockService`, in a Nest application context like an app's.
  */
-import { parseArgs } from 'node:util';
+import { inspect, parseArgs } from 'node:util';
 import { MAX_TABLE_NAME_LENGTH } from '../lockmgr-options';
 import { checkIdentifier } from '../validation';
 import { clearCommand } from './clear.command';
@@ -11,8 +11,10 @@ import { Command, CommandOption, CommandRun, ExitCode, OptionValues, UsageError 
 import { DatabaseTarget, parseDatabaseUrl } from './database-url';
 import { listCommand } from './list.command';
 import { alignColumns, writeLine } from './output';
+import { passwordsIn, redactor } from './redaction';
 import { resetCommand } from './reset.command';
 import { setCommand } from './set.command';
+import { StandardStreams } from './standard-streams';
 
 const PROGRAM = 'nestjs-lockmgr';
 const COMMANDS: Command[] = [listCommand, clearCommand, resetCommand, setCommand];
@@ -37,6 +39,8 @@ const EXIT_CODES = [
   '      or a reset was not confirmed',
   '  2   set --fail aborted: a name was already locked, and no lock was created',
   '  64  usage error: unknown command or option, bad or missing value (the message names it)',
+  '  141 the output was closed before it was all written (as by "| head"); the command itself ran to its',
+  '      end. A shell reports the same status for a command that a closed pipe ended (128 + SIGPIPE)',
 ].join('\n');
 
 /** What the command line asks for: a help text, or a checked command ready to connect and run. */
@@ -128,9 +132,26 @@ function isUsageError(error: unknown): error is Error {
   return error instanceof UsageError || error instanceof TypeError || error instanceof RangeError;
 }
 
-async function main(args: string[]): Promise<number> {
+/** `nestjs-lockmgr list`, the start of the command's messages, or `nestjs-lockmgr` when there is no such command. */
+function messagePrefix(args: string[]): string {
+  const command = COMMANDS.find((candidate) => candidate.name === args[0]);
+  return command ? `${PROGRAM} ${command.name}` : PROGRAM;
+}
+
+/**
+ * The values of `--url`, found before the command line is read: a message about any mistake in it
+ * must already hide their passwords.
+ */
+function urlArguments(args: string[]): string[] {
+  return args.flatMap((arg, index) => {
+    if (arg === '--url') return args.slice(index + 1, index + 2);
+    return arg.startsWith('--url=') ? [arg.slice('--url='.length)] : [];
+  });
+}
+
+async function main(args: string[], { output, errors }: StandardStreams): Promise<number> {
   if (args.length === 0) {
-    process.stderr.write(mainHelp());
+    errors.write(mainHelp());
     return ExitCode.usage;
   }
   let invocation: Invocation;
@@ -139,23 +160,23 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (!isUsageError(error)) throw error;
     const command = COMMANDS.find((candidate) => candidate.name === args[0]);
-    writeLine(process.stderr, `${command ? `${PROGRAM} ${command.name}` : PROGRAM}: ${error.message}`);
-    writeLine(process.stderr, `Run "${PROGRAM} help${command ? ` ${command.name}` : ''}" for usage.`);
+    writeLine(errors, `${messagePrefix(args)}: ${error.message}`);
+    writeLine(errors, `Run "${PROGRAM} help${command ? ` ${command.name}` : ''}" for usage.`);
     return ExitCode.usage;
   }
   if ('help' in invocation) {
-    process.stdout.write(invocation.help);
+    output.write(invocation.help);
     return ExitCode.success;
   }
-  const { command, run, target, tableName } = invocation;
-  const prefix = `${PROGRAM} ${command.name}:`;
+  const { run, target, tableName } = invocation;
+  const prefix = `${messagePrefix(args)}:`;
   let connection;
   try {
     // Loaded only now, so that help and usage errors answer without loading Nest and TypeORM.
     const { openLockConnection } = await import('./lock-connection');
     connection = await openLockConnection(target, tableName);
   } catch (error) {
-    writeLine(process.stderr, `${prefix} ${(error as Error).message}`);
+    writeLine(errors, `${prefix} ${(error as Error).message}`);
     return ExitCode.failure;
   }
   try {
@@ -164,21 +185,29 @@ async function main(args: string[]): Promise<number> {
       tableName,
       database: target.description,
       input: process.stdin,
-      output: process.stdout,
-      errors: process.stderr,
+      output,
+      errors,
     });
   } catch (error) {
-    writeLine(process.stderr, `${prefix} ${error instanceof Error ? error.message : String(error)}`);
+    writeLine(errors, `${prefix} ${error instanceof Error ? error.message : String(error)}`);
     return ExitCode.failure;
   } finally {
     await connection.close();
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => (process.exitCode = code),
-  (error) => {
-    console.error(error);
-    process.exitCode = ExitCode.failure;
-  },
+const args = process.argv.slice(2);
+const redact = redactor([process.env.DATABASE_URL ?? '', ...urlArguments(args)].flatMap(passwordsIn));
+const streams = new StandardStreams(redact, (error) =>
+  writeLine(streams.errors, `${messagePrefix(args)}: Could not write the output: ${error.message}`),
 );
+// A stream may fail after the command returned: the exit code is settled last.
+process.on('exit', (code) => (process.exitCode = streams.exitCode(code)));
+
+/** Whatever goes wrong unforeseen, even in a driver's callback, is told through the redacted standard error. */
+function crashed(error: unknown): void {
+  writeLine(streams.errors, inspect(error));
+  process.exit(ExitCode.failure);
+}
+process.on('uncaughtException', crashed);
+main(args, streams).then((code) => (process.exitCode = code), crashed);
