@@ -266,8 +266,35 @@ export class MysqlDialect implements LockDialect {
     return this.serverDetection;
   }
 
+  /**
+   * What the catalogs say of the lock table and its token source; reading them takes no lock that DDL
+   * or writes wait for. On MySQL the counter's row is inserted before the lock table is created, so a
+   * lock table with our columns has it.
+   */
+  private async schemaState(connection: Pick<Pool, 'execute'>, server: MysqlServer) {
+    const { table, sequence, counter } = mysqlNames(this.options.tableName);
+    const unquoted = (name: string) => name.slice(1, -1);
+    const [columns] = await connection.execute<RowDataPacket[]>(
+      `SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS length FROM information_schema.COLUMNS
+        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table`,
+      { table: unquoted(table) },
+    );
+    const [sources] = await connection.execute<RowDataPacket[]>(
+      `SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :source`,
+      { source: unquoted(server === 'mariadb' ? sequence : counter) },
+    );
+    const names = columns.map((row) => row.name as string);
+    return { columns, complete: sources.length > 0 && ['owner', 'fencing_token'].every((column) => names.includes(column)) };
+  }
+
+  /**
+   * Creates what is missing. A complete table is only read: DDL on it, even with nothing to add, would
+   * wait for the metadata locks of every open transaction that used the table, and need the privileges
+   * to alter it.
+   */
   async ensureTable(): Promise<void> {
     const server = await this.detectServer();
+    if ((await this.schemaState(this.pool, server)).complete) return;
     const connection = await this.pool.getConnection();
     // GET_LOCK serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
     const schemaLock = { name: `lockmgr:${this.options.tableName}`, timeout: SCHEMA_LOCK_SECONDS };
@@ -277,6 +304,7 @@ export class MysqlDialect implements LockDialect {
         throw new Error(`Waited ${SCHEMA_LOCK_SECONDS} seconds for another instance to create the lock table "${this.options.tableName}"; it never finished.`);
       }
       try {
+        if ((await this.schemaState(connection, server)).complete) return;
         for (const statement of mysqlSchemaStatements(this.options.tableName, server)) await connection.query(statement);
       } finally {
         await connection.execute('DO RELEASE_LOCK(:name)', schemaLock);
@@ -289,11 +317,7 @@ export class MysqlDialect implements LockDialect {
   async inspectTable(): Promise<void> {
     this.server = await this.detectServer();
     this.sql = mysqlStatements(this.names, this.server);
-    const [columns] = await this.pool.execute<RowDataPacket[]>(
-      `SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS length FROM information_schema.COLUMNS
-        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table`,
-      { table: this.options.tableName },
-    );
+    const { columns } = await this.schemaState(this.pool, this.server);
     // Named as the other databases name it in messages, whatever the SQL quoting.
     checkTableColumns(
       `"${this.options.tableName}"`,

@@ -1,7 +1,7 @@
+import { Logger } from '@nestjs/common';
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
-import { checkIdentifier } from '../validation';
 import { deadlockRetry } from './deadlock-retry';
 import {
   AcquireRequest,
@@ -21,6 +21,17 @@ import {
   SetLockStep,
 } from './lock-dialect';
 import { PostgresListener } from './postgres-listener';
+import {
+  advisoryClassId,
+  POSTGRES_SCHEMA_STATE,
+  postgresNames,
+  PostgresNames,
+  postgresSchemaComplete,
+  PostgresSchemaState,
+  postgresSchemaStatements,
+  postgresSchemaStateValues,
+  postgresTableComplete,
+} from './postgres-schema';
 import { ReleaseWaiters } from './release-waiters';
 import { inTransaction, TransactionOutcome } from './transaction';
 
@@ -34,54 +45,6 @@ export interface PostgresDialectOptions {
 }
 
 type Executor = Pick<Pool, 'query'> | PoolClient;
-
-interface PostgresNames {
-  table: string;
-  sequence: string;
-}
-
-/** Quoted, schema-qualified names of the lock table and its fencing-token sequence. */
-function postgresNames(tableName: string, schema: string | undefined): PostgresNames {
-  const prefix = schema ? `"${checkIdentifier(schema, 'the data source schema', 63)}".` : '';
-  return { table: `${prefix}"${tableName}"`, sequence: `${prefix}"${tableName}_fencing_token_seq"` };
-}
-
-/**
- * The DDL of the lock table, shared by `ensureTable` and the migration. Every statement is
- * idempotent, and the `ADD COLUMN`s complete a table that django-lockmgr created: rows a Django
- * service inserts without our columns get an owner token and a fencing token from the defaults.
- */
-export function postgresSchemaStatements(tableName: string, schema?: string): string[] {
-  const { table, sequence } = postgresNames(tableName, schema);
-  return [
-    `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
-    `CREATE TABLE IF NOT EXISTS ${table} (
-      name varchar(255) PRIMARY KEY,
-      locked_by varchar(255) NULL,
-      lock_process integer NULL,
-      locked_until timestamp with time zone NULL,
-      created_at timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
-      updated_at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
-    )`,
-    `ALTER TABLE ${table}
-      ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
-      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}'),
-      ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false`,
-    `ALTER SEQUENCE ${sequence} OWNED BY ${table}.fencing_token`,
-  ];
-}
-
-export function postgresDropStatements(tableName: string, schema?: string): string[] {
-  const { table, sequence } = postgresNames(tableName, schema);
-  return [`DROP TABLE IF EXISTS ${table}`, `DROP SEQUENCE IF EXISTS ${sequence}`];
-}
-
-/** A 32-bit key derived from the table name, so advisory locks of different lock tables never meet. */
-function advisoryClassId(table: string): number {
-  let hash = 0x811c9dc5;
-  for (const char of table) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
-  return hash | 0;
-}
 
 const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
@@ -170,8 +133,7 @@ function postgresStatements({ table, sequence }: PostgresNames) {
     lockNames: `SELECT pg_advisory_xact_lock($1::int, key)
       FROM (SELECT DISTINCT hashtext(name) AS key FROM unnest($2::varchar[]) AS name) AS keys ORDER BY key`,
     lockTable: `SELECT pg_advisory_xact_lock($1::int, 0)`,
-    columns: `SELECT column_name, character_maximum_length FROM information_schema.columns
-      WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text`,
+    schemaState: POSTGRES_SCHEMA_STATE,
   };
 }
 
@@ -184,6 +146,7 @@ function isLive(holder: HolderInfo | null): boolean {
 }
 
 const DEADLOCK_DETECTED = '40P01';
+const INSUFFICIENT_PRIVILEGE = '42501';
 const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).code === DEADLOCK_DETECTED);
 
 /**
@@ -192,6 +155,7 @@ const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).cod
  */
 export class PostgresDialect implements LockDialect {
   maxNameLength = 255;
+  private readonly logger = new Logger('LockMgrModule');
   private readonly pool: Pool;
   private readonly names: PostgresNames;
   private readonly schema?: string;
@@ -252,19 +216,42 @@ export class PostgresDialect implements LockDialect {
     return executor.query({ name: `lockmgr:${this.options.tableName}:${name}`, text: this.sql[name], values });
   }
 
+  /** What the catalogs say of the lock table; reading them locks nothing. */
+  private async schemaState(executor: Executor): Promise<PostgresSchemaState> {
+    const { rows } = await this.run(executor, 'schemaState', postgresSchemaStateValues(this.options.tableName, this.schema));
+    return { columns: rows[0].columns, nameLength: rows[0].name_length, sequence: rows[0].sequence, trigger: rows[0].trigger };
+  }
+
+  /**
+   * Creates only what is missing. A complete table is only read: DDL would take an ACCESS EXCLUSIVE lock
+   * (waiting behind every transaction on the table) and need its ownership, even with nothing to add.
+   */
   async ensureTable(): Promise<void> {
-    await this.transaction(async (client) => {
-      // Serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
-      await this.run(client, 'lockTable', [this.advisoryClass]);
-      for (const statement of postgresSchemaStatements(this.options.tableName, this.schema)) await client.query(statement);
-      return { commit: true, result: undefined };
-    });
+    const found = await this.schemaState(this.pool);
+    if (postgresSchemaComplete(found)) return;
+    try {
+      await this.transaction(async (client) => {
+        // Serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
+        await this.run(client, 'lockTable', [this.advisoryClass]);
+        const state = await this.schemaState(client);
+        for (const statement of postgresSchemaStatements(this.options.tableName, this.schema, state)) await client.query(statement);
+        return { commit: true, result: undefined };
+      });
+    } catch (error) {
+      // A table made by an earlier version lacks only the trigger that orders Django's tokens. An account
+      // that may not add it (it does not own the table) still gets every guarantee among Nest instances.
+      if (!postgresTableComplete(found) || (error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+      this.logger.warn(
+        `The lock table ${this.names.table} lacks the trigger that keeps fencing tokens of rows inserted by django-lockmgr in grant order, ` +
+          `and this account may not add it: start once with the table's owner, or run the lock table migration (${(error as Error).message}).`,
+      );
+    }
   }
 
   async inspectTable(): Promise<void> {
-    const { rows } = await this.run(this.pool, 'columns', [this.schema ?? null, this.options.tableName]);
-    checkTableColumns(this.names.table, rows.map((row) => row.column_name));
-    this.maxNameLength = rows.find((row) => row.column_name === 'name').character_maximum_length ?? Number.MAX_SAFE_INTEGER;
+    const { columns, nameLength } = await this.schemaState(this.pool);
+    checkTableColumns(this.names.table, columns);
+    this.maxNameLength = nameLength ?? Number.MAX_SAFE_INTEGER;
   }
 
   /**
@@ -275,7 +262,9 @@ export class PostgresDialect implements LockDialect {
    */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     for (let attempt = 1; ; attempt++) {
-      const result = await this.acquireOnce(request, this.pool);
+      // A Django transaction that deletes a name's expired row and inserts it again waits, in its trigger,
+      // for the advisory lock of an acquisition that waits for that row: one of them is rolled back whole.
+      const result = await retryDeadlocks(() => this.acquireOnce(request, this.pool));
       if (result.acquired || isLive(result.holder)) return result;
       const { rows } = await this.run(this.pool, 'find', [request.name]);
       if (rows.length) return { acquired: false, holder: holderOf(rows[0]) };

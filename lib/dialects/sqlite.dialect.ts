@@ -157,18 +157,35 @@ export class SqliteDialect implements LockDialect {
     });
   }
 
+  /**
+   * The lock table's columns, and whether the counter has its row: read without a write lock, so
+   * reading waits for no other process's write transaction (the database is in WAL mode).
+   */
+  private schemaState() {
+    const { table, counter } = this.names;
+    const columns = this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[];
+    const counterExists = this.database
+      .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`)
+      .get(counter.slice(1, -1));
+    const counted = counterExists && this.database.prepare(`SELECT 1 FROM ${counter} LIMIT 1`).get();
+    const names = columns.map((column) => column.name);
+    return { columns, complete: Boolean(counted) && ['owner', 'fencing_token'].every((column) => names.includes(column)) };
+  }
+
+  /** Creates what is missing; a complete table is only read, so start-up never waits for a writer. */
   async ensureTable(): Promise<void> {
+    if ((await this.whenUnlocked(() => this.schemaState())).complete) return;
     await this.transaction(() => {
-      for (const statement of sqliteSchemaStatements(this.options.tableName)) this.database.exec(statement);
+      if (!this.schemaState().complete) {
+        for (const statement of sqliteSchemaStatements(this.options.tableName)) this.database.exec(statement);
+      }
       return { commit: true, result: undefined };
     });
   }
 
   async inspectTable(): Promise<void> {
     const { table } = this.names;
-    const columns = await this.whenUnlocked(
-      () => this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[],
-    );
+    const { columns } = await this.whenUnlocked(() => this.schemaState());
     checkTableColumns(
       table,
       columns.map((column) => column.name),

@@ -1,0 +1,116 @@
+import { checkIdentifier } from '../validation';
+
+export interface PostgresNames {
+  table: string;
+  sequence: string;
+  /** The trigger function that draws the fencing tokens of rows inserted without one (by Django). */
+  drawFunction: string;
+  /** The trigger's name, which PostgreSQL scopes to the table. */
+  drawTrigger: string;
+}
+
+/** Quoted, schema-qualified names of the lock table, its fencing-token sequence and its trigger. */
+export function postgresNames(tableName: string, schema: string | undefined): PostgresNames {
+  const prefix = schema ? `"${checkIdentifier(schema, 'the data source schema', 63)}".` : '';
+  return {
+    table: `${prefix}"${tableName}"`,
+    sequence: `${prefix}"${tableName}_fencing_token_seq"`,
+    drawFunction: `${prefix}"${tableName}_draw_fencing_token"`,
+    drawTrigger: `${tableName}_draw_fencing_token`,
+  };
+}
+
+/** A 32-bit key derived from the table name, so advisory locks of different lock tables never meet. */
+export function advisoryClassId(table: string): number {
+  let hash = 0x811c9dc5;
+  for (const char of table) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
+  return hash | 0;
+}
+
+/** What start-up found of the lock table, read from the catalogs without locking anything. */
+export interface PostgresSchemaState {
+  columns: string[];
+  /** The declared length of `name`; null when the column is missing or unbounded. */
+  nameLength: number | null;
+  sequence: boolean;
+  trigger: boolean;
+}
+
+/** One catalog read: `$1` schema (null: the current one), `$2` table name, `$3` quoted sequence, `$4` quoted table, `$5` trigger. */
+export const POSTGRES_SCHEMA_STATE = `SELECT
+    ARRAY(SELECT column_name::text FROM information_schema.columns
+      WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text) AS columns,
+    (SELECT character_maximum_length FROM information_schema.columns
+      WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2 AND column_name = 'name') AS name_length,
+    to_regclass($3::text) IS NOT NULL AS sequence,
+    EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger`;
+
+export function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
+  const { table, sequence, drawTrigger } = postgresNames(tableName, schema);
+  return [schema ?? null, tableName, sequence, table, drawTrigger];
+}
+
+const OUR_COLUMNS = ['owner', 'fencing_token', 'waiting'];
+
+/** Whether the table has everything our lock operations need (the trigger only orders the tokens of Django's rows). */
+export function postgresTableComplete(state: PostgresSchemaState): boolean {
+  return state.sequence && OUR_COLUMNS.every((column) => state.columns.includes(column));
+}
+
+/** Whether start-up has nothing to create: a complete table is never locked nor altered. */
+export function postgresSchemaComplete(state: PostgresSchemaState): boolean {
+  return postgresTableComplete(state) && state.trigger;
+}
+
+/**
+ * The DDL of the lock table, shared by `ensureTable` and the migration. Every statement is idempotent, and
+ * the `ADD COLUMN`s complete a table that django-lockmgr created: rows a Django service inserts without our
+ * columns get an owner token from the default and a fencing token from the trigger. Given what start-up
+ * found (`state`), only the missing parts are returned.
+ *
+ * The trigger gives a row inserted without a token (Django's; ours always carry one, so the column's
+ * default of 0 marks the others) its token under the same advisory lock of the name as our acquisitions
+ * take before drawing theirs, held to commit. A column default would be drawn before the insert waits
+ * on the name's uniqueness check, so a Django insert could commit with a lower token than a grant it
+ * waited behind; under the lock, its token comes after every grant of the name committed before it,
+ * and before every grant after it.
+ */
+export function postgresSchemaStatements(tableName: string, schema?: string, state?: PostgresSchemaState): string[] {
+  const { table, sequence, drawFunction, drawTrigger } = postgresNames(tableName, schema);
+  const tableStatements = [
+    `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      name varchar(255) PRIMARY KEY,
+      locked_by varchar(255) NULL,
+      lock_process integer NULL,
+      locked_until timestamp with time zone NULL,
+      created_at timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
+      updated_at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
+    )`,
+    // Rows already in a Django table get their tokens from the sequence as the column is added.
+    `ALTER TABLE ${table}
+      ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
+      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}'),
+      ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false`,
+    `ALTER SEQUENCE ${sequence} OWNED BY ${table}.fencing_token`,
+  ];
+  const triggerStatements = [
+    `CREATE OR REPLACE FUNCTION ${drawFunction}() RETURNS trigger LANGUAGE plpgsql AS $draw$
+      BEGIN
+        PERFORM pg_advisory_xact_lock(${advisoryClassId(table)}, hashtext(NEW.name));
+        NEW.fencing_token := nextval('${sequence}');
+        RETURN NEW;
+      END
+    $draw$`,
+    `ALTER TABLE ${table} ALTER COLUMN fencing_token SET DEFAULT 0`,
+    `DROP TRIGGER IF EXISTS "${drawTrigger}" ON ${table}`,
+    `CREATE TRIGGER "${drawTrigger}" BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.fencing_token = 0)
+      EXECUTE FUNCTION ${drawFunction}()`,
+  ];
+  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...(state?.trigger ? [] : triggerStatements)];
+}
+
+export function postgresDropStatements(tableName: string, schema?: string): string[] {
+  const { table, sequence, drawFunction } = postgresNames(tableName, schema);
+  return [`DROP TABLE IF EXISTS ${table}`, `DROP SEQUENCE IF EXISTS ${sequence}`, `DROP FUNCTION IF EXISTS ${drawFunction}()`];
+}

@@ -1,0 +1,187 @@
+import { Logger } from '@nestjs/common';
+import Database from 'better-sqlite3';
+import { DataSource } from 'typeorm';
+import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import {
+  describeEachDatabase,
+  describeOnDatabase,
+  MYSQL_URL,
+  POSTGRES_URL,
+  sqliteFile,
+  TestDatabase,
+  testDatabase,
+  uniqueName,
+} from './support/test-databases';
+
+/** How long an app may take to start on a complete table while the table is in use (generous: the machine is shared). */
+const START_BOUND_MS = 4_000;
+
+/**
+ * Starts an app, and gives it `START_BOUND_MS` to be ready. Undefined if it was not: the start goes on,
+ * and `settle` closes it (or swallows its failure) once whatever held it up has let go.
+ */
+async function startWithinBound(database: TestDatabase, isolation: string) {
+  const start = createLockApp(database, isolation);
+  start.catch(() => undefined);
+  const app = await Promise.race([start, sleep(START_BOUND_MS).then(() => undefined)]);
+  const settle = async () => {
+    if (!app) await start.then((late) => late.close()).catch(() => undefined);
+  };
+  return { app, settle };
+}
+
+/** Another connection in a transaction on the lock table, holding what any DDL on it would have to wait for. */
+async function holdTableInUse(database: TestDatabase, isolation: string): Promise<() => Promise<void>> {
+  if (database.kind === 'sqlite') {
+    const connection = new Database(sqliteFile(isolation));
+    connection.exec('BEGIN IMMEDIATE');
+    return async () => {
+      connection.exec('ROLLBACK');
+      connection.close();
+    };
+  }
+  const dataSource = await new DataSource(database.dataSourceOptions(isolation)).initialize();
+  const runner = dataSource.createQueryRunner();
+  await runner.startTransaction();
+  // An uncommitted insert, as a Django service's get_lock makes (with the columns Django knows): it holds
+  // what any DDL on the table waits for (PostgreSQL: ROW EXCLUSIVE, which ACCESS EXCLUSIVE conflicts with;
+  // MariaDB: metadata locks on the table and its sequence, until the transaction ends).
+  const now = database.kind === 'postgres' ? 'clock_timestamp()' : 'UTC_TIMESTAMP(6)';
+  await runner.query(
+    `INSERT INTO ${dataSource.driver.escape(isolation)} (name, locked_until, created_at, updated_at) VALUES ('in-transaction', NULL, ${now}, ${now})`,
+  );
+  return async () => {
+    await runner.rollbackTransaction();
+    await runner.release();
+    await dataSource.destroy();
+  };
+}
+
+describeEachDatabase('Starting on a complete lock table', (database) => {
+  const isolation = uniqueName('startup_busy');
+  let first: LockApp;
+
+  beforeAll(async () => {
+    first = await createLockApp(database, isolation);
+  });
+  afterAll(async () => {
+    await first?.close();
+    await dropLockTable(database, isolation);
+  });
+
+  it('takes no lock on it: an app starts while another transaction uses the table, and works', async () => {
+    const held = await first.locks.getLock('held-before', { expires: 60 });
+    const releaseTable = await holdTableInUse(database, isolation);
+    let started: Awaited<ReturnType<typeof startWithinBound>> | undefined;
+    try {
+      started = await startWithinBound(database, isolation);
+      expect(started.app).toBeDefined();
+      // SQLite lets one writer at a time into the file: there the app's lock operations wait for the
+      // transaction holding it, so they are tried after it ends.
+      if (database.kind !== 'sqlite') {
+        const lock = await started.app!.locks.getLock('taken-while-in-use', { expires: 60 });
+        expect(lock.fencingToken).toBeGreaterThan(held.fencingToken);
+        expect(await started.app!.locks.unlock(lock)).toBe(true);
+      }
+    } finally {
+      await releaseTable();
+      await started?.settle();
+    }
+    const app = started.app!;
+    try {
+      await expect(app.locks.getLock('held-before')).rejects.toMatchObject({ lockName: 'held-before' });
+      expect((await app.locks.getLock('after', { expires: 60 })).fencingToken).toBeGreaterThan(held.fencingToken);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+/** A role or user that may only read and write the lock table, and draw tokens; created and dropped by the test. */
+interface LeastPrivilegeAccount {
+  database: TestDatabase;
+  drop(): Promise<void>;
+}
+
+async function leastPrivilegeAccount(database: TestDatabase, isolation: string, admin: DataSource): Promise<LeastPrivilegeAccount> {
+  const account = uniqueName('lockapp');
+  const url = new URL(database.kind === 'postgres' ? POSTGRES_URL : MYSQL_URL);
+  url.username = account;
+  url.password = '';
+  if (database.kind === 'postgres') {
+    await admin.query(`CREATE ROLE "${account}" LOGIN`);
+    await admin.query(`REVOKE CREATE ON SCHEMA public FROM "${account}"`);
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${isolation}" TO "${account}"`);
+    await admin.query(`GRANT USAGE ON SEQUENCE "${isolation}_fencing_token_seq" TO "${account}"`);
+  } else {
+    await admin.query(`CREATE USER '${account}'@'127.0.0.1'`);
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${isolation}\` TO '${account}'@'127.0.0.1'`);
+    await admin.query(`GRANT SELECT, INSERT ON \`${isolation}_fencing_token_seq\` TO '${account}'@'127.0.0.1'`);
+  }
+  return {
+    database: { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.href }) } as TestDatabase,
+    drop: async () => {
+      if (database.kind === 'postgres') {
+        await admin.query(`DROP OWNED BY "${account}"`);
+        await admin.query(`DROP ROLE "${account}"`);
+      } else {
+        await admin.query(`DROP USER '${account}'@'127.0.0.1'`);
+      }
+    },
+  };
+}
+
+for (const kind of ['postgres', 'mysql'] as const) {
+  describeOnDatabase(testDatabase(kind), 'An app whose account may only read and write the lock table', (database) => {
+    const isolation = uniqueName('least_privilege');
+    let admin: DataSource;
+    let account: LeastPrivilegeAccount;
+
+    beforeAll(async () => {
+      // The table created by a privileged first start (the migration runs the same statements).
+      await (await createLockApp(database, isolation)).close();
+      admin = await new DataSource(database.dataSourceOptions(isolation)).initialize();
+      account = await leastPrivilegeAccount(database, isolation, admin);
+    });
+    afterAll(async () => {
+      await account?.drop();
+      await admin?.destroy();
+      await dropLockTable(database, isolation);
+    });
+
+    it('starts with the default options (ensureTable on) and takes and releases locks', async () => {
+      const app = await createLockApp(account.database, isolation);
+      try {
+        const lock = await app.locks.getLock('least-privilege', { expires: 60 });
+        expect(lock.fencingToken).toBeGreaterThan(0);
+        expect(await app.locks.tryLock('least-privilege')).toBeNull();
+        expect(await app.locks.unlock(lock)).toBe(true);
+        expect((await app.locks.getLock('least-privilege', { expires: 60 })).fencingToken).toBeGreaterThan(lock.fencingToken);
+        expect(await app.locks.cleanLocks()).toBe(0);
+      } finally {
+        await app.close();
+      }
+    });
+
+    if (kind !== 'postgres') return;
+
+    it('starts on a table of an earlier version, lacking the trigger it may not add, and says so', async () => {
+      await admin.query(`DROP TRIGGER "${isolation}_draw_fencing_token" ON "${isolation}"`);
+      const warnings = jest.spyOn(Logger.prototype, 'warn');
+      try {
+        const app = await createLockApp(account.database, isolation);
+        try {
+          const lock = await app.locks.getLock('upgraded', { expires: 60 });
+          expect(await app.locks.unlock(lock)).toBe(true);
+        } finally {
+          await app.close();
+        }
+        expect(warnings.mock.calls.map(([message]) => String(message))).toContainEqual(
+          expect.stringMatching(/lacks the trigger .* start once with the table's owner, or run the lock table migration/),
+        );
+      } finally {
+        warnings.mockRestore();
+      }
+    });
+  });
+}
