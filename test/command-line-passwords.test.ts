@@ -1,17 +1,8 @@
-import { createServer } from 'node:net';
 import { Finished, runCommand } from './support/processes';
+import { closedPort } from './support/tcp-proxy';
 import { describeOnDatabase, MYSQL_URL, POSTGRES_URL, testDatabase } from './support/test-databases';
 
 const PASSWORD = 'S3cret-Pa55';
-
-/** A local port nothing listens on: a server that is down. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The command given the database `url`, once through --url and once through DATABASE_URL. */
 async function bothWays(url: string): Promise<Array<{ argument: string; finished: Finished }>> {

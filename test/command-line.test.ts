@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { LockEntity, LockNotFoundError } from '../lib';
 import { createLockApp, dropLockTable, LockApp, sleep, tableRows } from './support/lock-app';
 import { runCommand } from './support/processes';
+import { closedPort } from './support/tcp-proxy';
 import {
   describeEachDatabase,
   describeOnDatabase,
@@ -24,15 +24,6 @@ const COMMANDS = {
 
 const COUNTS = (created: number, renewed: number, skipCreate: number, skipRenew: number) =>
   `created: ${created}, renewed: ${renewed}, skipped (free, not created): ${skipCreate}, skipped (locked, not renewed): ${skipRenew}`;
-
-/** A local port nothing listens on: a server that is down. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Lines of a table, each split into its cells (columns are two spaces or more apart). */
 function tableCells(output: string): string[][] {

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
-import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, sleep, useLockApp } from './support/lock-app';
 import {
   describeEachDatabase,
   describeOnDatabase,
@@ -61,13 +61,7 @@ describeEachDatabase('Starting on a complete lock table', (database) => {
   const isolation = uniqueName('startup_busy');
   let first: LockApp;
 
-  beforeAll(async () => {
-    first = await createLockApp(database, isolation);
-  });
-  afterAll(async () => {
-    await first?.close();
-    await dropLockTable(database, isolation);
-  });
+  useLockApp(database, isolation, (started) => (first = started));
 
   it('takes no lock on it: an app starts while another transaction uses the table, and works', async () => {
     const held = await first.locks.getLock('held-before', { expires: 60 });

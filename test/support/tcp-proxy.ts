@@ -96,3 +96,12 @@ export async function proxyServer(server: ProxiedServer, isolation: string): Pro
   const { database } = server;
   return { proxy, throughProxy: { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) } };
 }
+
+/** A local port nothing listens on: a server that is down. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
