@@ -284,7 +284,9 @@ export class LockManager implements AsyncDisposable {
       renewed = await this.underWay(this.service.renewOwned(lock, expires, 'extend'));
     } catch {
       // The database may come back before the lease ends; the expiry timer reports the loss if it does not.
-      if (this.#held.get(lock.name) === held) this.scheduleRenewal(held, Math.min(RETRY_RENEWAL_MS, (expires! * 1000) / 3));
+      if (!this.#released && this.#held.get(lock.name) === held) {
+        this.scheduleRenewal(held, Math.min(RETRY_RENEWAL_MS, (expires! * 1000) / 3));
+      }
       return;
     }
     if (this.#released) return;
