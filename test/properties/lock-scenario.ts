@@ -194,7 +194,11 @@ export class LockScenario {
       return this.checkTable(operation.client, `the table after ${what}`);
     }
     const { statuses, locks } = outcome.value;
-    for (const [name, status] of statuses) {
+    // The names one call creates get their tokens in the order it locks them, not the order they were given in.
+    const token = (name: string) => locks.find((lock) => lock.name === name)!.fencingToken;
+    const isCreate = ([, status]: (typeof statuses)[number]) => status.status === 'create';
+    const creates = statuses.filter(isCreate).sort(([a], [b]) => token(a) - token(b));
+    for (const [name, status] of [...statuses.filter((entry) => !isCreate(entry)), ...creates]) {
       this.model.observe(name, status.wasLocked, outcome.span, what);
       const expected = status.wasLocked ? (renew ? 'extend' : 'skip') : create ? 'create' : 'skip';
       if (status.wasLocked && fail) throw new Error(`${what} found "${name}" locked, yet did not fail`);
