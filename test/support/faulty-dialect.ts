@@ -12,11 +12,13 @@ import type { LockRecord } from '../../lib/lock.entity';
 import { sleep } from './lock-app';
 
 /**
- * What happens to one call: held back before it reaches the database; failed before it reaches it;
- * or done by the database and then failed, so that its answer is lost (a commit that was slow to report).
+ * What happens to one call: held back before it reaches the database; done by the database but its
+ * answer held back (a commit that was slow to report); failed before it reaches the database; or done
+ * by the database and then failed after `ms`, so that its answer is lost.
  */
 export type Fault =
   | { kind: 'delay'; ms: number }
+  | { kind: 'late-answer'; ms: number }
   | { kind: 'fail-before'; error: DriverFailure }
   | { kind: 'fail-after'; error: DriverFailure; ms: number };
 
@@ -141,6 +143,11 @@ export class FaultyDialect implements LockDialect {
     if (fault.kind === 'delay') {
       await sleep(fault.ms);
       return run();
+    }
+    if (fault.kind === 'late-answer') {
+      const result = await run();
+      await sleep(fault.ms);
+      return result;
     }
     await run().catch(() => undefined);
     await sleep(fault.ms);

@@ -48,6 +48,11 @@ export class LockModel {
     return this.locks.get(name);
   }
 
+  /** Whether a grant with this owner token was recorded. */
+  knowsOwner(owner: string): boolean {
+    return this.tokens.has(owner);
+  }
+
   names(): string[] {
     return [...this.locks.keys()];
   }
