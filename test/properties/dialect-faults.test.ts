@@ -12,7 +12,7 @@ import type { DataSource } from 'typeorm';
 import { FaultScenario } from './fault-scenario';
 import { faultStep, plannedFault } from './fault-steps';
 
-const BUDGET: PropertyBudget = { runs: 10, seconds: 20 };
+const BUDGET: PropertyBudget = { runs: 8, seconds: 15 };
 
 /** An app whose dialect is wrapped in a `FaultyDialect`, as a test app overrides a provider. */
 async function faultyApp(database: TestDatabase, isolation: string): Promise<{ locks: LockService; dialect: FaultyDialect; close: () => Promise<void> }> {

@@ -5,7 +5,7 @@ import { describeEachDatabase, uniqueName } from '../support/test-databases';
 import { CLIENTS, operation } from './lock-operations';
 import { LockScenario } from './lock-scenario';
 
-const BUDGET: PropertyBudget = { runs: 30, seconds: 25 };
+const BUDGET: PropertyBudget = { runs: 20, seconds: 12 };
 
 describeEachDatabase('Lock operations of several instances, against a model of the lock table', (database) => {
   const isolation = uniqueName('model');

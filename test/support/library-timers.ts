@@ -6,7 +6,7 @@ const LIBRARY = join(__dirname, '..', '..', 'lib');
 /**
  * The timers the library's own code set and that are still pending: after its apps close, none should
  * be (a renewal or a waiter's poll left running keeps working for an app that is gone). Timers of
- * drivers and of the test are not counted: the stack that set a timer says whose it is.
+ * drivers and of the test are not counted: the frame that called setTimeout says whose it is.
  */
 export class LibraryTimers {
   private readonly pending = new Map<number, string>();
@@ -17,8 +17,9 @@ export class LibraryTimers {
       Error.stackTraceLimit = 30;
       const stack = new Error('set here').stack ?? '';
       Error.stackTraceLimit = limit;
-      const frames = stack.split('\n').filter((line) => line.includes(LIBRARY));
-      if (frames.length > 0) this.pending.set(id, frames.join('\n'));
+      // The first frame outside Node's internals and this hook is the code that called setTimeout.
+      const frames = stack.split('\n').slice(1).filter((line) => !line.includes('(node:') && !line.includes(__filename));
+      if (frames[0]?.includes(LIBRARY)) this.pending.set(id, frames.join('\n'));
     },
     destroy: (id) => {
       this.pending.delete(id);
