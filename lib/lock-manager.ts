@@ -80,6 +80,8 @@ export class LockManager implements AsyncDisposable {
   readonly #stopping = new AbortController();
   /** Lock operations under way: `release()` lets them finish before it lets go of the locks. */
   readonly #underWay = new Set<Promise<unknown>>();
+  /** Locks declared lost by the end of their lease, which the manager may still own (someone extended them by name). */
+  readonly #givenUp: LockEntity[] = [];
   readonly #takenAt = performance.now();
   #mainLock: LockEntity;
   #released?: Promise<void>;
@@ -126,9 +128,9 @@ export class LockManager implements AsyncDisposable {
       'lock',
     );
     this.assertActive();
-    const own = this.#held.get(name);
-    // As in django-lockmgr, a name the manager holds is locked: taking it again is refused, not waited for.
-    const lock = own ? new LockedError(name, own.lock) : await this.acquire(attempt);
+    // As in django-lockmgr, a name the manager holds is locked like any other: the database refuses it.
+    // Only one attempt is made, since a wait for the manager's own lock could only run out.
+    const lock = await this.acquire(this.#held.has(name) ? { ...attempt, wait: 0 } : attempt);
     if (lock instanceof LockedError) {
       if (ret) return false;
       throw lock;
@@ -208,6 +210,8 @@ export class LockManager implements AsyncDisposable {
     const outcomes = await Promise.allSettled(
       held.map(({ lock }) => this.service.releaseOwned(lock, lock.name === this.#mainLock.name ? holdFor : 0)),
     );
+    // Owner-checked, so a lock someone else took meanwhile is left alone.
+    await Promise.all(this.#givenUp.map((lock) => this.service.releaseOwned(lock, 0).catch(() => this.letGo(lock))));
     const errors = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, 'Releasing the locks of a manager failed.');
@@ -303,8 +307,10 @@ export class LockManager implements AsyncDisposable {
     const held = this.#held.get(name);
     if (!held) return;
     this.forget(name);
-    // The lock may still be this process's in the database, or become so again if a renewal lands late.
-    this.letGo(held.lock);
+    // With renewals failing, one may still land and keep the lock alive: it is let go of now. Without
+    // them it stays until its lease ends (its holder chose that lease), or until the manager is released.
+    if (this.settings.autoRenew && held.expires !== null) this.letGo(held.lock);
+    else this.#givenUp.push(held.lock);
     const error = new LockLostError(name, reason);
     if (lockChannels.lost.hasSubscribers) {
       const { lock } = held;

@@ -187,4 +187,36 @@ describeEachDatabase('LockManager at the edges', (database) => {
     await manager.release();
     expect(await app.locks.isLocked(name)).toBe(false);
   });
+
+  it('takes its own name afresh when its lock was released behind its back, as the database sees it free', async () => {
+    const manager = await app.locks.manager(name, { expires: 60 });
+    const first = manager.mainLock;
+    expect(await app.locks.unlock(first)).toBe(true);
+    expect(await manager.lock(name)).toBe(true);
+    expect(manager.mainLock.fencingToken).toBeGreaterThan(first.fencingToken);
+    expect(await app.locks.isLocked(name)).toBe(true);
+    await manager.release();
+    expect(await app.locks.isLocked(name)).toBe(false);
+  });
+
+  describe('a manager that does not renew', () => {
+    it('is told before its lease ends, yet keeps the lock for the whole lease it chose', async () => {
+      const manager = await app.locks.manager(name, { expires: 1, autoRenew: false });
+      await new Promise((resolve) => manager.signal.addEventListener('abort', resolve, { once: true }));
+      // Told a fifth of the lease early: the lock is still its own, and nobody else can take it yet.
+      expect(await app.locks.tryLock(name)).toBeNull();
+      await sleep(400);
+      expect(await app.locks.tryLock(name)).not.toBeNull();
+      await manager.release();
+    });
+
+    it('releases at release() a lock it was told it lost but still owns, because someone extended it by name', async () => {
+      const manager = await app.locks.manager(name, { expires: 0.5, autoRenew: false });
+      await app.locks.setLock(name, { timeout: 30 });
+      await new Promise((resolve) => manager.signal.addEventListener('abort', resolve, { once: true }));
+      expect(await app.locks.isLocked(name)).toBe(true);
+      await manager.release();
+      expect(await app.locks.isLocked(name)).toBe(false);
+    });
+  });
 });
