@@ -179,3 +179,29 @@ for (const kind of ['postgres', 'mysql'] as const) {
     });
   });
 }
+
+describeOnDatabase(testDatabase('mysql'), 'Instances starting together on a missing table', (database) => {
+  const isolation = uniqueName('startup_wait');
+
+  afterAll(() => dropLockTable(database, isolation));
+
+  it('wait for the instance creating it for longer than the operation timeout', async () => {
+    // Another instance holds the start-up lock for 2 s, as if it were creating the table.
+    const other = await new DataSource(database.dataSourceOptions(isolation)).initialize();
+    const runner = other.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.query('SELECT GET_LOCK(?, 10)', [`lockmgr:${isolation}`]);
+      setTimeout(() => void runner.query('DO RELEASE_LOCK(?)', [`lockmgr:${isolation}`]), 2000);
+      const app = await createLockApp(database, isolation, { operationTimeout: 1 });
+      try {
+        expect(await app.locks.tryLock('created')).not.toBeNull();
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await runner.release();
+      await other.destroy();
+    }
+  });
+});

@@ -299,6 +299,10 @@ export class MysqlDialect implements LockDialect {
     // GET_LOCK serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
     const schemaLock = { name: `lockmgr:${this.options.tableName}`, timeout: SCHEMA_LOCK_SECONDS };
     try {
+      // Start-up may wait longer than a lock operation (for the instance creating the table, for
+      // transactions using it), so this session lifts the operations' statement limits; it is then closed, not pooled.
+      await connection.query('SET SESSION innodb_lock_wait_timeout = DEFAULT, lock_wait_timeout = DEFAULT');
+      await connection.query('SET SESSION max_statement_time = 0').catch(() => undefined);
       const [[{ got }]] = await connection.execute<RowDataPacket[]>('SELECT GET_LOCK(:name, :timeout) AS got', schemaLock);
       if (got !== 1) {
         throw new Error(`Waited ${SCHEMA_LOCK_SECONDS} seconds for another instance to create the lock table "${this.options.tableName}"; it never finished.`);
@@ -310,7 +314,7 @@ export class MysqlDialect implements LockDialect {
         await connection.execute('DO RELEASE_LOCK(:name)', schemaLock);
       }
     } finally {
-      connection.release();
+      connection.destroy();
     }
   }
 

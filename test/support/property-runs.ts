@@ -9,13 +9,16 @@ export const PROPERTY_RUNS_VARIABLE = 'LOCKMGR_PROPERTY_RUNS';
 export const PROPERTY_SEED_VARIABLE = 'LOCKMGR_PROPERTY_SEED';
 export const PROPERTY_PATH_VARIABLE = 'LOCKMGR_PROPERTY_PATH';
 
+/** What `npm run soak` gives each database when SOAK_SECONDS is not set. */
+const DEFAULT_SOAK_SECONDS = 60;
+
 /** The seed CI runs from; a fixed one, so that every run of CI tries the same cases. */
 const CI_SEED = 20261130;
 
 export interface PropertyBudget {
   /** Cases in CI, when LOCKMGR_PROPERTY_RUNS is not set. */
   runs: number;
-  /** Time for the cases and the shrinking of a failure together, in CI; soak runs get ten times as much per case. */
+  /** Time for the cases and the shrinking of a failure together, in CI. */
   seconds: number;
 }
 
@@ -24,9 +27,10 @@ export function propertyTimeout(budget: PropertyBudget): number {
   return (propertyTimeLimitSeconds(budget) + 30) * 1000;
 }
 
-function propertyTimeLimitSeconds({ runs, seconds }: PropertyBudget): number {
+/** A soak's cases on each database stop after the soak's time per database (`SOAK_SECONDS`, as for its load), leaving time to shrink. */
+function propertyTimeLimitSeconds({ seconds }: PropertyBudget): number {
   const soakRuns = Number(process.env[PROPERTY_RUNS_VARIABLE]);
-  return soakRuns > 0 ? Math.ceil((seconds / runs) * soakRuns * 10) : seconds;
+  return soakRuns > 0 ? Number(process.env.SOAK_SECONDS) || DEFAULT_SOAK_SECONDS : seconds;
 }
 
 /**
