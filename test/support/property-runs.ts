@@ -40,7 +40,13 @@ function propertyTimeLimitSeconds({ seconds }: PropertyBudget): number {
 export async function assertProperty<T>(property: fc.IAsyncProperty<T>, budget: PropertyBudget): Promise<void> {
   const soakRuns = Number(process.env[PROPERTY_RUNS_VARIABLE]);
   const givenSeed = process.env[PROPERTY_SEED_VARIABLE];
+  let caseRunning = Promise.resolve();
+  let caseDone = () => {};
   const details = await fc.check(property, {
+    plugins: [
+      fc.beforeEach(() => void (caseRunning = new Promise<void>((resolve) => (caseDone = resolve)))),
+      fc.afterEach(() => caseDone()),
+    ],
     numRuns: soakRuns > 0 ? soakRuns : budget.runs,
     seed: givenSeed ? Number(givenSeed) : soakRuns > 0 ? Math.floor(Math.random() * 2 ** 31) : CI_SEED,
     path: process.env[PROPERTY_PATH_VARIABLE] || undefined,
@@ -48,6 +54,8 @@ export async function assertProperty<T>(property: fc.IAsyncProperty<T>, budget: 
     // Every case talks to a real database: shrinking a failure is bounded by time, not by the number of tries.
     interruptAfterTimeLimit: propertyTimeLimitSeconds(budget) * 1000,
   });
+  // A case the time limit cut short goes on by itself: it must close what it opened before the suite ends.
+  await caseRunning;
   if (!details.failed) return;
   const replay =
     `Replay it with: ${PROPERTY_SEED_VARIABLE}=${details.seed} ${PROPERTY_PATH_VARIABLE}=${details.counterexamplePath ?? ''} ` +
