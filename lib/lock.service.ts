@@ -133,7 +133,11 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     this.abandoned = new AbandonedLocks(dialect, options.operationTimeout * 1000 + SETTLE_MARGIN_MS);
   }
 
-  /** Takes the lock `name`, or throws `LockedError` if it is held (after waiting up to `wait` seconds). */
+  /**
+   * Takes the lock `name`, or throws `LockedError` if it is held (after waiting up to `wait` seconds). A
+   * wait goes on through failed database calls; it throws `LockDatabaseError` only if no attempt reached
+   * the database. A caller told the call failed is left no lock, even if the database commits it late.
+   */
   async getLock(name: string, options?: GetLockOptions): Promise<LockEntity> {
     const lock = await this.acquire(this.checkAcquire(name, options, 'getLock'));
     if (lock instanceof LockedError) throw lock;
