@@ -50,6 +50,14 @@ export function holderOf(row: Pick<LockRow, 'locked_by' | 'locked_until' | 'seco
   return { lockedBy: row.locked_by, lockedUntil: row.locked_until, secondsLeft: row.seconds_left };
 }
 
+/** The columns nestjs-lockmgr adds to django-lockmgr's table, on every database. */
+export const OUR_COLUMNS: readonly string[] = ['owner', 'fencing_token'];
+
+/** Which of `ours` the table's `columns` lack. */
+export function missingColumns(columns: string[], ours: readonly string[] = OUR_COLUMNS): string[] {
+  return ours.filter((column) => !columns.includes(column));
+}
+
 /**
  * What `inspectTable` concludes from the names of the columns it found: it throws when the table is
  * missing, and when it lacks our columns (a django-lockmgr table not completed yet). `cannotComplete`
@@ -61,7 +69,7 @@ export function checkTableColumns(table: string, columns: string[], cannotComple
       `The lock table ${table} does not exist. Turn on the ensureTable option, or add the lock table migration to your migrations.`,
     );
   }
-  const missing = ['owner', 'fencing_token'].filter((column) => !columns.includes(column)).join(', ');
+  const missing = missingColumns(columns).join(', ');
   if (!missing) return;
   if (cannotComplete) throw new Error(`The table ${table} lacks the columns ${missing} (it was likely created by django-lockmgr). ${cannotComplete}`);
   throw new Error(`The lock table ${table} lacks the columns ${missing}. Turn on the ensureTable option, or run the lock table migration, to add them.`);

@@ -11,6 +11,7 @@ import {
   inLockingOrder,
   LockDialect,
   LockRow,
+  missingColumns,
   planSetLock,
   recordFromRow,
   ReleaseRequest,
@@ -284,7 +285,7 @@ export class MysqlDialect implements LockDialect {
       { source: unquoted(server === 'mariadb' ? sequence : counter) },
     );
     const names = columns.map((row) => row.name as string);
-    return { columns, complete: sources.length > 0 && ['owner', 'fencing_token'].every((column) => names.includes(column)) };
+    return { columns, complete: sources.length > 0 && missingColumns(names).length === 0 };
   }
 
   /**

@@ -1,4 +1,5 @@
 import { checkIdentifier } from '../validation';
+import { missingColumns, OUR_COLUMNS } from './lock-dialect';
 
 export interface PostgresNames {
   table: string;
@@ -50,11 +51,12 @@ export function postgresSchemaStateValues(tableName: string, schema: string | un
   return [schema ?? null, tableName, sequence, table, drawTrigger];
 }
 
-const OUR_COLUMNS = ['owner', 'fencing_token', 'waiting'];
+/** PostgreSQL also keeps the flag of a row that waiters wait for, so its release notifies them. */
+const POSTGRES_COLUMNS = [...OUR_COLUMNS, 'waiting'];
 
 /** Whether the table has everything our lock operations need (the trigger only orders the tokens of Django's rows). */
 export function postgresTableComplete(state: PostgresSchemaState): boolean {
-  return state.sequence && OUR_COLUMNS.every((column) => state.columns.includes(column));
+  return state.sequence && missingColumns(state.columns, POSTGRES_COLUMNS).length === 0;
 }
 
 /** Whether start-up has nothing to create: a complete table is never locked nor altered. */

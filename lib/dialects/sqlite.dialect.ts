@@ -7,6 +7,7 @@ import {
   checkTableColumns,
   LockDialect,
   LockRow,
+  missingColumns,
   planSetLock,
   recordFromRow,
   ReleaseWaiting,
@@ -169,7 +170,7 @@ export class SqliteDialect implements LockDialect {
       .get(counter.slice(1, -1));
     const counted = counterExists && this.database.prepare(`SELECT 1 FROM ${counter} LIMIT 1`).get();
     const names = columns.map((column) => column.name);
-    return { columns, complete: Boolean(counted) && ['owner', 'fencing_token'].every((column) => names.includes(column)) };
+    return { columns, complete: Boolean(counted) && missingColumns(names).length === 0 };
   }
 
   /** Creates what is missing; a complete table is only read, so start-up never waits for a writer. */
