@@ -22,6 +22,19 @@ async function renewalsOf(name: string, during: () => Promise<void>): Promise<nu
   return renewals;
 }
 
+/** Holds the app's next renewal before it reaches the database until `send()`; `reached` settles once it is held. */
+function holdUpNextRenewal(app: LockApp): { reached: Promise<void>; send: () => void; restore: () => void } {
+  const reached = deferred();
+  const sent = deferred();
+  const renew = app.dialect.renew.bind(app.dialect);
+  const spy = jest.spyOn(app.dialect, 'renew').mockImplementationOnce(async (request) => {
+    reached.resolve();
+    await sent.promise;
+    return renew(request);
+  });
+  return { reached: reached.promise, send: () => sent.resolve(), restore: () => spy.mockRestore() };
+}
+
 @Injectable()
 class NightlyJob {
   aborted: boolean | undefined;
@@ -128,50 +141,38 @@ describeEachDatabase('LockManager at the edges', (database) => {
 
     it('waits for a renew() under way, which rejects, and the release is the last word', async () => {
       const manager = await app.locks.manager(name, { expires: 60 });
-      const sent = deferred();
-      const renew = app.dialect.renew.bind(app.dialect);
-      const heldUp = jest.spyOn(app.dialect, 'renew').mockImplementationOnce(async (request) => {
-        await sent.promise;
-        return renew(request);
-      });
+      const renewal = holdUpNextRenewal(app);
       try {
         const pending = manager.renew({ expires: 600 });
         pending.catch(() => undefined);
-        await sleep(50);
+        await renewal.reached;
         const released = manager.release();
         await sleep(100);
-        sent.resolve();
+        renewal.send();
         await released;
         await expect(pending).rejects.toThrow(/already released/);
         expect(await app.locks.isLocked(name)).toBe(false);
       } finally {
-        heldUp.mockRestore();
+        renewal.restore();
       }
     });
   });
 
   it('minHold is not undone by an automatic renewal that was on its way when the manager was released', async () => {
     const manager = await app.locks.manager(name, { expires: 3, minHold: 1.5 });
-    const onItsWay = deferred();
-    const sent = deferred();
-    const renew = app.dialect.renew.bind(app.dialect);
-    const heldUp = jest.spyOn(app.dialect, 'renew').mockImplementationOnce(async (request) => {
-      onItsWay.resolve();
-      await sent.promise;
-      return renew(request);
-    });
+    const renewal = holdUpNextRenewal(app);
     try {
       // The first automatic renewal comes after a third of the lease.
-      await onItsWay.promise;
+      await renewal.reached;
       const released = manager.release();
       await sleep(100);
-      sent.resolve();
+      renewal.send();
       await released;
       // What is left of minHold is under half a second; the renewal would have kept the lock for 3 s.
       await sleep(800);
       expect(await app.locks.isLocked(name)).toBe(false);
     } finally {
-      heldUp.mockRestore();
+      renewal.restore();
     }
   });
 
