@@ -3,24 +3,10 @@ import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
 import { deadlockRetry } from './deadlock-retry';
-import {
-  AcquireRequest,
-  AcquireResult,
-  checkTableColumns,
-  holderOf,
-  inLockingOrder,
-  LockDialect,
-  LockRow,
-  missingColumns,
-  planSetLock,
-  recordFromRow,
-  ReleaseRequest,
-  ReleaseWaiting,
-  RenewRequest,
-  SetLocksRequest,
-  SetLocksResult,
-  SetLockStep,
-} from './lock-dialect';
+import { AcquireRequest, AcquireResult, LockDialect, ReleaseRequest, ReleaseWaiting, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from './lock-dialect';
+import { holderOf, LockRow, recordFromRow } from './lock-row';
+import { checkTableColumns, missingColumns } from './lock-table-columns';
+import { inLockingOrder, planSetLock } from './set-lock-plan';
 import { ReleaseWaiters } from './release-waiters';
 import { inTransaction, TransactionOutcome } from './transaction';
 

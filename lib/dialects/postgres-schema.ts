@@ -1,5 +1,5 @@
 import { checkIdentifier } from '../validation';
-import { missingColumns, OUR_COLUMNS } from './lock-dialect';
+import { missingColumns, OUR_COLUMNS } from './lock-table-columns';
 
 export interface PostgresNames {
   table: string;

@@ -3,23 +3,10 @@ import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
 import { deadlockRetry } from './deadlock-retry';
-import {
-  AcquireRequest,
-  AcquireResult,
-  checkTableColumns,
-  HolderInfo,
-  holderOf,
-  inLockingOrder,
-  LockDialect,
-  planSetLock,
-  recordFromRow,
-  ReleaseWaiting,
-  ReleaseRequest,
-  RenewRequest,
-  SetLocksRequest,
-  SetLocksResult,
-  SetLockStep,
-} from './lock-dialect';
+import { AcquireRequest, AcquireResult, HolderInfo, LockDialect, ReleaseWaiting, ReleaseRequest, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from './lock-dialect';
+import { holderOf, recordFromRow } from './lock-row';
+import { checkTableColumns } from './lock-table-columns';
+import { inLockingOrder, planSetLock } from './set-lock-plan';
 import { PostgresListener } from './postgres-listener';
 import {
   advisoryClassId,

@@ -1,22 +1,10 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../lock.entity';
-import {
-  AcquireRequest,
-  AcquireResult,
-  checkTableColumns,
-  LockDialect,
-  LockRow,
-  missingColumns,
-  planSetLock,
-  recordFromRow,
-  ReleaseWaiting,
-  ReleaseRequest,
-  RenewRequest,
-  SetLocksRequest,
-  SetLocksResult,
-  SetLockStep,
-} from './lock-dialect';
+import { AcquireRequest, AcquireResult, LockDialect, ReleaseWaiting, ReleaseRequest, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from './lock-dialect';
+import { LockRow, recordFromRow } from './lock-row';
+import { checkTableColumns, missingColumns } from './lock-table-columns';
+import { planSetLock } from './set-lock-plan';
 import { ReleaseWaiters } from './release-waiters';
 import { retryWhileBusy, SQLITE_BUSY_TIMEOUT_MS } from './sqlite-busy';
 import type { TransactionOutcome } from './transaction';

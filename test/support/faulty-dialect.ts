@@ -1,13 +1,4 @@
-import type {
-  AcquireRequest,
-  AcquireResult,
-  LockDialect,
-  ReleaseRequest,
-  ReleaseWaiting,
-  RenewRequest,
-  SetLocksRequest,
-  SetLocksResult,
-} from '../../lib/dialects/lock-dialect';
+import type { AcquireRequest, AcquireResult, LockDialect, ReleaseRequest, ReleaseWaiting, RenewRequest, SetLocksRequest, SetLocksResult } from '../../lib/dialects/lock-dialect';
 import type { LockRecord } from '../../lib/lock.entity';
 import { sleep } from './lock-app';
 
