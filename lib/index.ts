@@ -2,7 +2,15 @@ export * from './errors';
 export { LockEntity } from './lock.entity';
 export type { LockRecord } from './lock.entity';
 export { LockService } from './lock.service';
-export type { GetLockOptions, RenewLockOptions, SetLockOptions } from './lock.service';
+export type {
+  GetLockOptions,
+  LockManagerOptions,
+  ManagerHoldOptions,
+  ManagerLockOptions,
+  ManagerRenewOptions,
+  RenewLockOptions,
+  SetLockOptions,
+} from './lock-options';
 export { LockContext } from './lock-context';
 export { LOCKMGR_CHANNELS } from './lock-events';
 export type {
@@ -14,7 +22,6 @@ export type {
   LockSkippedMessage,
 } from './lock-events';
 export { LockManager } from './lock-manager';
-export type { LockManagerOptions, ManagerLockOptions, ManagerRenewOptions } from './lock-manager';
 export type { LockSetResult, LockSetStatus } from './lock-set-result';
 export { LockMgrHealthIndicator } from './lockmgr.health';
 export type { LockMgrHealthResult } from './lockmgr.health';

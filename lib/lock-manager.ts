@@ -2,41 +2,12 @@ import { LockedError, LockLostError, LockNotFoundError } from './errors';
 import { isLockHandle, LockEntity } from './lock.entity';
 import { heldSeconds, lockChannels } from './lock-events';
 import { LongTimer, setLongTimeout } from './long-timer';
-import type { AcquireAttempt, GetLockOptions, LockService } from './lock.service';
+import { MANAGER_LOCK_OPTIONS, MANAGER_RENEW_OPTIONS, ManagerLockOptions, ManagerRenewOptions } from './lock-options';
+import type { LockOperations } from './lock-operations';
+import type { AcquireAttempt } from './lock-requests';
 import { checkBoolean, checkExpires, checkOptionalSeconds, checkOptions, MAX_WAIT_SECONDS } from './validation';
 
-/** Options of `LockService.manager` and `withLock`. */
-export interface LockManagerOptions extends GetLockOptions {
-  /** Renew every held lock each `expires / 3` seconds while the manager holds it. Default true. */
-  autoRenew?: boolean;
-  /**
-   * Keep the main lock at least this many seconds after it was taken, even when released sooner
-   * (ShedLock's lockAtLeastFor), so an instance whose timer fires a little later does not run the job again.
-   */
-  minHold?: number;
-}
-
-/** Options of `LockManager.lock` (django-lockmgr's `LockMgr.lock` arguments). */
-export interface ManagerLockOptions {
-  /** Default: the manager's `expires`. */
-  expires?: number | null;
-  /** Resolve to false instead of throwing `LockedError` when the lock is held. Default false. */
-  ret?: boolean;
-  /** Default: the manager's `wait`. */
-  wait?: number;
-}
-
-/** Options of `LockManager.renew` (django-lockmgr's `LockMgr.renew` defaults). */
-export interface ManagerRenewOptions {
-  /** Seconds to add (or from now, without `addTime`). Default 120. */
-  expires?: number | null;
-  /** Default true. */
-  addTime?: boolean;
-  /** Take the lock afresh if it was lost. Default true. */
-  create?: boolean;
-}
-
-/** @internal What `LockService.manager` settled for the manager. */
+/** @internal What `LockService.manager`, `withLock` and `@WithLock` settled for the manager. */
 export interface LockManagerSettings {
   expires: number | null;
   wait: number;
@@ -88,7 +59,7 @@ export class LockManager implements AsyncDisposable {
 
   /** @internal Made by `LockService.manager` and `withLock`. */
   constructor(
-    private readonly service: LockService,
+    private readonly operations: LockOperations,
     mainLock: LockEntity,
     private readonly settings: LockManagerSettings,
   ) {
@@ -118,11 +89,11 @@ export class LockManager implements AsyncDisposable {
 
   /** Takes another lock into the manager. Resolves true; when it is held elsewhere, false with `ret`, else throws `LockedError`. */
   async lock(name: string, options?: ManagerLockOptions): Promise<boolean> {
-    const given = checkOptions<ManagerLockOptions>(options, 'lock options', ['expires', 'ret', 'wait']);
+    const given = checkOptions<ManagerLockOptions>(options, 'lock options', MANAGER_LOCK_OPTIONS);
     const ret = checkBoolean(given.ret, 'lock option ret') ?? false;
     const expires = given.expires === undefined ? this.settings.expires : checkExpires(given.expires, 'lock option expires');
     const wait = checkOptionalSeconds(given.wait, 'lock option wait', MAX_WAIT_SECONDS) ?? this.settings.wait;
-    const attempt = this.service.checkAcquire(
+    const attempt = this.operations.requests.acquisition(
       name,
       { expires, wait, lockedBy: this.settings.lockedBy ?? undefined, lockProcess: this.settings.lockProcess },
       'lock',
@@ -144,7 +115,7 @@ export class LockManager implements AsyncDisposable {
     const held = this.#held.get(name);
     if (!held) return false;
     this.forget(name);
-    return this.service.unlock(held.lock);
+    return this.operations.release(held.lock, held.lock);
   }
 
   /**
@@ -156,18 +127,14 @@ export class LockManager implements AsyncDisposable {
   async renew(lock: string | LockEntity, options?: ManagerRenewOptions): Promise<LockEntity>;
   async renew(lockOrOptions?: string | LockEntity | ManagerRenewOptions, options?: ManagerRenewOptions): Promise<LockEntity> {
     const target = typeof lockOrOptions === 'string' || isLockHandle(lockOrOptions) ? lockOrOptions : undefined;
-    const given = checkOptions<ManagerRenewOptions>(target === undefined ? lockOrOptions : options, 'renew options', [
-      'expires',
-      'addTime',
-      'create',
-    ]);
+    const given = checkOptions<ManagerRenewOptions>(target === undefined ? lockOrOptions : options, 'renew options', MANAGER_RENEW_OPTIONS);
     const expires = given.expires === undefined ? 120 : checkExpires(given.expires, 'renew option expires');
     const addTime = checkBoolean(given.addTime, 'renew option addTime') ?? true;
     const create = checkBoolean(given.create, 'renew option create') ?? true;
     const name = target === undefined ? this.#mainLock.name : typeof target === 'string' ? target : target.name;
     this.assertActive();
     const held = this.#held.get(name);
-    const renewed = held && (await this.underWay(this.service.renewOwned(held.lock, expires, addTime ? 'add' : 'extend')));
+    const renewed = held && (await this.underWay(this.operations.renew(held.lock, expires, addTime ? 'add' : 'extend', held.lock)));
     if (renewed) {
       // Released meanwhile: `release()` waited for this renewal and lets go of the lock itself.
       this.assertActive();
@@ -179,7 +146,7 @@ export class LockManager implements AsyncDisposable {
       this.letGo(renewed);
     }
     if (!create) throw new LockNotFoundError(name);
-    const attempt = this.service.checkAcquire(
+    const attempt = this.operations.requests.acquisition(
       name,
       { expires, lockedBy: this.settings.lockedBy ?? undefined, lockProcess: this.settings.lockProcess },
       'renew',
@@ -208,10 +175,10 @@ export class LockManager implements AsyncDisposable {
     this.#held.clear();
     const holdFor = this.settings.minHold - (performance.now() - this.#takenAt) / 1000;
     const outcomes = await Promise.allSettled(
-      held.map(({ lock }) => this.service.releaseOwned(lock, lock.name === this.#mainLock.name ? holdFor : 0)),
+      held.map(({ lock }) => this.operations.release(lock, lock, lock.name === this.#mainLock.name ? holdFor : 0)),
     );
     // Owner-checked, so a lock someone else took meanwhile is left alone.
-    await Promise.all(this.#givenUp.map((lock) => this.service.releaseOwned(lock, 0).catch(() => this.letGo(lock))));
+    await Promise.all(this.#givenUp.map((lock) => this.operations.release(lock, lock).catch(() => this.letGo(lock))));
     const errors = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, 'Releasing the locks of a manager failed.');
@@ -242,8 +209,8 @@ export class LockManager implements AsyncDisposable {
    * after that is released before the call settles, so that `release()`, which waits for it, leaves none.
    */
   private acquire(attempt: AcquireAttempt): Promise<LockEntity | LockedError> {
-    const acquisition = this.service.acquire({ ...attempt, signal: this.#stopping.signal }).then(async (lock) => {
-      if (lock instanceof LockEntity && this.#released) await this.service.releaseOwned(lock, 0).catch(() => this.letGo(lock));
+    const acquisition = this.operations.acquire({ ...attempt, signal: this.#stopping.signal }).then(async (lock) => {
+      if (lock instanceof LockEntity && this.#released) await this.operations.release(lock, lock).catch(() => this.letGo(lock));
       return lock;
     });
     return this.underWay(acquisition);
@@ -257,7 +224,7 @@ export class LockManager implements AsyncDisposable {
 
   /** Releases a lock nobody will hold any more; if the release fails, it is made sure of later. */
   private letGo(lock: LockEntity): void {
-    this.service.abandon(lock);
+    this.operations.abandon(lock);
   }
 
   /** Records a lock as held and arms its renewal and its expiry. */
@@ -285,7 +252,7 @@ export class LockManager implements AsyncDisposable {
     const { lock, expires } = held;
     let renewed: LockEntity | null;
     try {
-      renewed = await this.underWay(this.service.renewOwned(lock, expires, 'extend'));
+      renewed = await this.underWay(this.operations.renew(lock, expires, 'extend', lock));
     } catch {
       // The database may come back before the lease ends; the expiry timer reports the loss if it does not.
       if (!this.#released && this.#held.get(lock.name) === held) {
@@ -314,7 +281,7 @@ export class LockManager implements AsyncDisposable {
     const error = new LockLostError(name, reason);
     if (lockChannels.lost.hasSubscribers) {
       const { lock } = held;
-      lockChannels.lost.publish({ table: this.service.tableName, name, fencingToken: lock.fencingToken, held: heldSeconds(lock), error });
+      lockChannels.lost.publish({ table: this.operations.tableName, name, fencingToken: lock.fencingToken, held: heldSeconds(lock), error });
     }
     if (!this.#lost.signal.aborted) this.#lost.abort(error);
   }

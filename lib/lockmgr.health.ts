@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { HealthIndicatorService } from '@nestjs/terminus';
 import type { LockDatabaseError } from './errors';
-import { LockService } from './lock.service';
+import { LockOperations } from './lock-operations';
 import { loadOptionalDependency } from './optional-dependency';
 import { checkLockName } from './validation';
 
@@ -27,7 +27,7 @@ export class LockMgrHealthIndicator {
 
   /** @internal Nest creates the indicator; inject it. */
   constructor(
-    private readonly locks: LockService,
+    private readonly operations: LockOperations,
     private readonly moduleRef: ModuleRef,
   ) {}
 
@@ -41,7 +41,7 @@ export class LockMgrHealthIndicator {
     checkLockName(key, 'isHealthy key', Number.MAX_SAFE_INTEGER);
     const indicator = this.healthIndicatorService().check(key);
     try {
-      await this.locks.readTable();
+      await this.operations.readTable();
     } catch (error) {
       // A LockDatabaseError, saying what failed and the driver's reason.
       return indicator.down({ message: (error as LockDatabaseError).message });

@@ -1,14 +1,15 @@
 import { HttpException, HttpStatus, Inject, Logger } from '@nestjs/common';
 import { METHOD_METADATA, PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
 import type { LockedError } from './errors';
-import { checkManagerOptions, LockService } from './lock.service';
 import { lockChannels, secondsSince } from './lock-events';
+import { LockManagers } from './lock-managers';
+import { checkHoldOptions, ManagerHoldOptions } from './lock-options';
 import { checkLockName, checkOneOf, checkOptions } from './validation';
 
 /** Builds the lock name from the arguments of the call (called with the instance as `this`). */
 export type LockNameFactory = (...methodArguments: any[]) => string;
 
-export interface WithLockOptions {
+export interface WithLockOptions extends ManagerHoldOptions {
   /** Lease in seconds, renewed every `expires / 3` while the method runs; 0 or null: never expires. Default: the module's `defaultExpires`. */
   expires?: number | null;
   /** Seconds to wait for the lock when it is held elsewhere. Default 0: do not wait. */
@@ -19,14 +20,9 @@ export interface WithLockOptions {
    * undefined without running the method; `'throw'` rejects with `LockedError`.
    */
   onLocked?: 'skip' | 'throw';
-  /** Renew the lock while the method runs. Default true. */
-  autoRenew?: boolean;
-  /** Keep the lock at least this many seconds after it was taken, however soon the method returns. Default 0. */
-  minHold?: number;
 }
 
 const WITH_LOCK_OPTIONS = ['expires', 'wait', 'onLocked', 'autoRenew', 'minHold'] as const;
-const MANAGER_OPTIONS = ['expires', 'wait', 'autoRenew', 'minHold'] as const;
 const ON_LOCKED = ['skip', 'throw'] as const;
 
 /**
@@ -37,8 +33,8 @@ const ON_LOCKED = ['skip', 'throw'] as const;
  */
 const SKIPPING_HANDLER_KEYS = ['SCHEDULER_TYPE', 'EVENT_LISTENER_METADATA'];
 
-/** The property that Nest's dependency injection fills with the app's `LockService`, on every instance of a class that uses `@WithLock`. */
-const LOCK_SERVICE = Symbol('LockService for @WithLock');
+/** The property that Nest's dependency injection fills with the app's lock managers, on every instance of a class that uses `@WithLock`. */
+const LOCK_MANAGERS = Symbol('LockManagers for @WithLock');
 
 const logger = new Logger('WithLock');
 
@@ -53,7 +49,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
   const { onLocked, ...managerOptions } = checkOptions<WithLockOptions>(options, '@WithLock options', WITH_LOCK_OPTIONS);
   checkOneOf(onLocked, '@WithLock option onLocked', ON_LOCKED);
-  checkManagerOptions(managerOptions, '@WithLock', MANAGER_OPTIONS);
+  checkHoldOptions(managerOptions, '@WithLock');
 
   return (target, propertyKey, descriptor) => {
     const method = descriptor.value;
@@ -62,11 +58,11 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
     }
     const className = target.constructor.name;
     const where = `${className}.${String(propertyKey)}`;
-    injectLockService(target);
+    injectLockManagers(target);
 
-    const locked = async function (this: Record<symbol, LockService | undefined>, ...args: unknown[]): Promise<unknown> {
-      const locks = this?.[LOCK_SERVICE];
-      if (!locks) {
+    const locked = async function (this: Record<symbol, LockManagers | undefined>, ...args: unknown[]): Promise<unknown> {
+      const managers = this?.[LOCK_MANAGERS];
+      if (!managers) {
         throw new Error(
           `@WithLock on ${where} has no LockService: create ${className} through Nest's dependency injection ` +
             '(a provider or controller in a module that sees LockMgrModule), not with "new".',
@@ -74,10 +70,10 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       }
       const lockName = typeof name === 'function' ? name.apply(this, args) : name;
       const calledAt = performance.now();
-      const run = await locks.runLocked(lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
+      const run = await managers.run(lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
       if ('value' in run) return run.value;
       const behaviour = onLocked ?? defaultWhenLocked(locked);
-      if (behaviour === 'skip') return skip(locks, run.locked, where, calledAt);
+      if (behaviour === 'skip') return skip(managers, run.locked, where, calledAt);
       return whenLocked(behaviour, run.locked);
     };
 
@@ -101,10 +97,10 @@ function defaultWhenLocked(handler: object): LockedBehaviour {
   return 'throw';
 }
 
-function skip(locks: LockService, error: LockedError, where: string, calledAt: number): undefined {
+function skip(managers: LockManagers, error: LockedError, where: string, calledAt: number): undefined {
   logger.debug(`Skipped ${where}: ${error.message}`);
   if (lockChannels.skipped.hasSubscribers) {
-    lockChannels.skipped.publish({ table: locks.tableName, name: error.lockName, method: where, waited: secondsSince(calledAt), error });
+    lockChannels.skipped.publish({ table: managers.operations.tableName, name: error.lockName, method: where, waited: secondsSince(calledAt), error });
   }
   return undefined;
 }
@@ -128,7 +124,7 @@ function whenLocked(behaviour: Exclude<LockedBehaviour, 'skip'>, error: LockedEr
   }
 }
 
-function injectLockService(prototype: object): void {
+function injectLockManagers(prototype: object): void {
   const injected: { key: string | symbol }[] = Reflect.getMetadata(PROPERTY_DEPS_METADATA, prototype.constructor) ?? [];
-  if (!injected.some((property) => property.key === LOCK_SERVICE)) Inject(LockService)(prototype, LOCK_SERVICE);
+  if (!injected.some((property) => property.key === LOCK_MANAGERS)) Inject(LockManagers)(prototype, LOCK_MANAGERS);
 }

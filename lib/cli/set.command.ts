@@ -1,5 +1,5 @@
 import { LockFailError } from '../errors';
-import type { SetLockOptions } from '../lock.service';
+import type { SetLockOptions } from '../lock-options';
 import { checkExpires, checkProcessId, checkText } from '../validation';
 import type { Command, OptionValues } from './command';
 import { checkNames, ExitCode, parseInteger, parseNumber, UsageError } from './command';

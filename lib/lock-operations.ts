@@ -1,0 +1,207 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { AbandonedLocks } from './abandoned-locks';
+import type { HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode } from './dialects/lock-dialect';
+import { LockDatabaseError, LockedError, LockMgrError } from './errors';
+import { LockEntity, LockRecord } from './lock.entity';
+import { heldSeconds, leaseOf, lockChannels, secondsSince } from './lock-events';
+import { AcquireAttempt, LockRequests } from './lock-requests';
+import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
+import type { ResolvedLockMgrOptions } from './lockmgr-options';
+
+/** Where releases are not announced, polling starts this short and backs off to the `pollInterval` option. */
+const FIRST_POLL_MS = 25;
+/** Added to the operation timeout before an abandoned lock is released for the last time: network and scheduling delays. */
+const SETTLE_MARGIN_MS = 1000;
+
+/**
+ * @internal The lock operations that `LockService` and `LockManager` share: the wait-and-acquire loop,
+ * renewals and releases (owner-checked through a handle, forced by name), each announced once on the
+ * lock event channels, and database failures turned into `LockDatabaseError`. A caller told that an
+ * acquisition failed is left no lock, even if the database commits it late.
+ */
+@Injectable()
+export class LockOperations {
+  readonly requests: LockRequests;
+  /** Aborted when the application starts shutting down: waits for a lock end there. */
+  private readonly shuttingDown = new AbortController();
+  private readonly abandoned: AbandonedLocks;
+
+  constructor(
+    @Inject(LOCK_DIALECT) readonly dialect: LockDialect,
+    @Inject(LOCKMGR_OPTIONS) readonly options: ResolvedLockMgrOptions,
+  ) {
+    this.requests = new LockRequests(dialect, options);
+    // Every waiting acquisition listens to it while it sleeps: many at once are expected, not a leak.
+    setMaxListeners(0, this.shuttingDown.signal);
+    // A statement the client gave up on ends on the server within the operation timeout (a server-side limit).
+    this.abandoned = new AbandonedLocks(dialect, options.operationTimeout * 1000 + SETTLE_MARGIN_MS);
+  }
+
+  /** The lock table, named in lock events. */
+  get tableName(): string {
+    return this.options.tableName;
+  }
+
+  /**
+   * Tries to take a lock until it succeeds or `wait` runs out. Between attempts it sleeps until a release
+   * wakes it, the holder's lease ends, or a poll is due (backing off, with jitter). A wait goes on through
+   * failed database calls; it throws `LockDatabaseError` only if no attempt reached the database.
+   */
+  async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
+    signal?.throwIfAborted();
+    const startedAt = performance.now();
+    const giveUpAt = startedAt + wait * 1000;
+    const shutdown = this.shuttingDown.signal;
+    /** What the latest attempt that reached the database learned of the holder; undefined while none has. */
+    let holder: HolderInfo | null | undefined;
+    let failure: unknown;
+    let waiting: ReleaseWaiting | undefined;
+    let stopWaiting: AbortSignal | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        // A token per attempt: the clean-up of a failed attempt must never release the lock of a later one.
+        const attemptRequest = attempt === 0 ? request : { ...request, owner: randomUUID() };
+        const requestedAt = performance.now();
+        try {
+          const result = await this.dialect.acquire(attemptRequest);
+          if (result.acquired) {
+            this.announceAcquired(result.lock, startedAt);
+            return LockEntity.fromRecord(result.lock, requestedAt, requestedAt);
+          }
+          holder = result.holder;
+        } catch (error) {
+          // The caller will hear that this attempt failed, but the database may still commit it.
+          this.abandoned.abandon(request.name, attemptRequest.owner);
+          failure = error;
+        }
+        const now = performance.now();
+        // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
+        if (now >= giveUpAt || shutdown.aborted) return this.endOfWait(request.name, holder, failure);
+        waiting ??= this.dialect.subscribe(request.name);
+        stopWaiting ??= signal ? AbortSignal.any([signal, shutdown]) : shutdown;
+        const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(holder ?? null));
+        try {
+          await waiting.sleep(pause, stopWaiting);
+        } catch (error) {
+          if (signal?.aborted && error === signal.reason) throw error;
+          return this.endOfWait(request.name, holder, failure);
+        }
+      }
+    } finally {
+      waiting?.close();
+    }
+  }
+
+  /**
+   * Moves the expiry of a lock: through a handle only while it owns the lock (`handle` carries when it was
+   * taken), by name whoever holds it. Null when it is not held (by that owner).
+   */
+  async renew({ name, owner }: ReleaseRequest, expires: number | null, mode: RenewMode, handle?: LockEntity): Promise<LockEntity | null> {
+    const requestedAt = performance.now();
+    const renewed = await this.database(`renew lock "${name}"`, name, this.dialect.renew({ name, owner, expires, mode }));
+    if (!renewed) return null;
+    this.announceRenewed(renewed);
+    return LockEntity.fromRecord(renewed, requestedAt, handle?.takenAt);
+  }
+
+  /**
+   * Lets go of a lock: through a handle only while it owns the lock, by name whoever holds it. With
+   * `keepFor` seconds (what is left of `minHold`), the lock stays taken until then instead of being
+   * deleted. False when nothing was released.
+   */
+  async release({ name, owner }: ReleaseRequest, handle?: LockEntity, keepFor = 0): Promise<boolean> {
+    const action = `release lock "${name}"`;
+    let keptUntil: Date | null = null;
+    let released: boolean;
+    if (keepFor > 0) {
+      const kept = await this.database(action, name, this.dialect.renew({ name, owner, expires: keepFor, mode: 'set' }));
+      released = kept !== null;
+      keptUntil = kept?.lockedUntil ?? null;
+    } else {
+      released = await this.database(action, name, this.dialect.release({ name, owner }));
+    }
+    if (released && lockChannels.released.hasSubscribers) {
+      lockChannels.released.publish({
+        table: this.tableName,
+        name,
+        fencingToken: handle?.fencingToken ?? null,
+        held: heldSeconds(handle),
+        forced: owner === null,
+        keptUntil,
+      });
+    }
+    return released;
+  }
+
+  /**
+   * Lets go of locks this process will not hold any more, whatever becomes of operations on them still
+   * under way: each is released by its owner token now, and again once they can no longer commit.
+   */
+  abandon(...locks: Pick<LockRecord, 'name' | 'owner'>[]): void {
+    for (const lock of locks) this.abandoned.abandon(lock.name, lock.owner);
+  }
+
+  /** The cheapest read that needs the lock table: a primary-key lookup of a name no lock can have (names are never empty). */
+  async readTable(): Promise<void> {
+    await this.database(`read the lock table "${this.tableName}"`, undefined, this.dialect.find(''));
+  }
+
+  /** A database failure becomes a `LockDatabaseError` saying what could not be done. */
+  async database<T>(action: string, lockName: string | undefined, operation: Promise<T>): Promise<T> {
+    try {
+      return await operation;
+    } catch (error) {
+      if (error instanceof LockMgrError) throw error;
+      throw new LockDatabaseError(lockName, action, error);
+    }
+  }
+
+  announceAcquired(record: LockRecord, startedAt: number): void {
+    if (!lockChannels.acquired.hasSubscribers) return;
+    lockChannels.acquired.publish({ table: this.tableName, ...leaseOf(record), lockedBy: record.lockedBy, waited: secondsSince(startedAt) });
+  }
+
+  announceRenewed(record: LockRecord): void {
+    if (!lockChannels.renewed.hasSubscribers) return;
+    lockChannels.renewed.publish({ table: this.tableName, ...leaseOf(record) });
+  }
+
+  /** The first step of shutting down: acquisitions still waiting for a lock give up, as if their `wait` had run out. */
+  stopWaiting(): void {
+    this.shuttingDown.abort();
+  }
+
+  /** The last step of shutting down, once no lock is held through this app any more. */
+  async close(): Promise<void> {
+    await this.abandoned.close();
+    await this.dialect.close();
+  }
+
+  /**
+   * How a wait that got no lock ends: `LockedError` once any attempt reached the database and found the
+   * lock held, even if later attempts failed; a database error only if none ever reached it.
+   */
+  private endOfWait(name: string, holder: HolderInfo | null | undefined, failure: unknown): LockedError {
+    if (holder === undefined) throw new LockDatabaseError(name, `acquire lock "${name}"`, failure);
+    return new LockedError(name, holder);
+  }
+
+  /**
+   * Where releases are announced, polling is a safety net at the `pollInterval`; elsewhere it is how
+   * releases are found, so it starts fast and backs off to it. Jitter keeps waiters that failed
+   * together from all coming back together.
+   */
+  private pollDelay(attempt: number): number {
+    const longest = this.options.pollInterval * 1000;
+    const backoff = this.dialect.announcesReleases ? longest : Math.min(longest, FIRST_POLL_MS * 2 ** attempt);
+    return backoff * (0.5 + Math.random() / 2);
+  }
+
+  /** Milliseconds until the holder's lease ends, by the database's clock (a little after, never before). */
+  private untilExpiry(holder: HolderInfo | null): number {
+    if (holder?.secondsLeft == null) return Infinity;
+    return Math.max(0, holder.secondsLeft * 1000) + 1;
+  }
+}
