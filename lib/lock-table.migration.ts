@@ -1,6 +1,6 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { detectMysqlServer, mysqlDropStatements, mysqlSchemaStatements } from './dialects/mysql.dialect';
-import { postgresDropStatements, postgresSchemaStatements } from './dialects/postgres-schema';
+import { postgresDropStatements, postgresSchemaStatements } from './dialects/postgres/postgres.schema';
 import { sqliteDropStatements, sqliteSchemaStatements } from './dialects/sqlite.dialect';
 import { MAX_TABLE_NAME_LENGTH } from './lockmgr-options';
 import { checkIdentifier } from './validation';
