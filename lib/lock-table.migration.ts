@@ -1,5 +1,6 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
-import { detectMysqlServer, mysqlDropStatements, mysqlSchemaStatements } from './dialects/mysql.dialect';
+import { detectMysqlServer } from './dialects/mysql/mysql-server';
+import { mysqlDropStatements, mysqlSchemaStatements } from './dialects/mysql/mysql.schema';
 import { postgresDropStatements, postgresSchemaStatements } from './dialects/postgres/postgres.schema';
 import { sqliteDropStatements, sqliteSchemaStatements } from './dialects/sqlite.dialect';
 import { MAX_TABLE_NAME_LENGTH } from './lockmgr-options';

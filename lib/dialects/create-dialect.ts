@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { ResolvedLockMgrOptions } from '../lockmgr-options';
 import type { LockDialect } from './lock-dialect';
-import { MysqlDialect } from './mysql.dialect';
+import { MysqlDialect } from './mysql/mysql.dialect';
 import { PostgresDialect } from './postgres/postgres.dialect';
 import { ReleaseWaiters } from './release-waiters';
 import { SqliteDialect } from './sqlite.dialect';
