@@ -2,7 +2,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { detectMysqlServer } from './dialects/mysql/mysql-server';
 import { mysqlDropStatements, mysqlSchemaStatements } from './dialects/mysql/mysql.schema';
 import { postgresDropStatements, postgresSchemaStatements } from './dialects/postgres/postgres.schema';
-import { sqliteDropStatements, sqliteSchemaStatements } from './dialects/sqlite.dialect';
+import { sqliteDropStatements, sqliteSchemaStatements } from './dialects/sqlite/sqlite.schema';
 import { MAX_TABLE_NAME_LENGTH } from './lockmgr-options';
 import { checkIdentifier } from './validation';
 

@@ -4,7 +4,7 @@ import type { LockDialect } from './lock-dialect';
 import { MysqlDialect } from './mysql/mysql.dialect';
 import { PostgresDialect } from './postgres/postgres.dialect';
 import { ReleaseWaiters } from './release-waiters';
-import { SqliteDialect } from './sqlite.dialect';
+import { SqliteDialect } from './sqlite/sqlite.dialect';
 
 /** Picks the dialect of the data source's database. */
 export function createDialect(dataSource: DataSource, options: ResolvedLockMgrOptions): LockDialect {
