@@ -1,7 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
-import { detectMysqlServer, mysqlDropStatements, mysqlSchemaStatements } from './dialects/mysql.dialect';
-import { postgresDropStatements, postgresSchemaStatements } from './dialects/postgres-schema';
-import { sqliteDropStatements, sqliteSchemaStatements } from './dialects/sqlite.dialect';
+import { dialectEntry, SchemaDatabase } from './dialects/dialect-registry';
 import { MAX_TABLE_NAME_LENGTH } from './lockmgr-options';
 import { checkIdentifier } from './validation';
 
@@ -13,14 +11,12 @@ export interface LockTableMigrationOptions {
 }
 
 async function statementsFor(queryRunner: QueryRunner, create: boolean, tableName: string): Promise<string[]> {
-  const type: string = queryRunner.connection.options.type;
-  const schema = (queryRunner.connection.options as { schema?: string }).schema;
-  if (type === 'postgres') return create ? postgresSchemaStatements(tableName, schema) : postgresDropStatements(tableName, schema);
-  if (type === 'better-sqlite3') return create ? sqliteSchemaStatements(tableName) : sqliteDropStatements(tableName);
-  if (type === 'mysql' || type === 'mariadb') {
-    return create ? mysqlSchemaStatements(tableName, await detectMysqlServer((sql) => queryRunner.query(sql))) : mysqlDropStatements(tableName);
-  }
-  throw new Error(`The lock table migration does not support the "${type}" database.`);
+  const entry = dialectEntry(queryRunner.connection.options.type);
+  const database: SchemaDatabase = {
+    schema: (queryRunner.connection.options as { schema?: string }).schema,
+    query: (sql) => queryRunner.query(sql),
+  };
+  return create ? entry.createStatements(tableName, database) : entry.dropStatements(tableName, database);
 }
 
 /**

@@ -1,52 +1,18 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { DataSource } from 'typeorm';
-import type { LockRecord } from '../lock.entity';
-import { AcquireRequest, AcquireResult, LockDialect, ReleaseWaiting, ReleaseRequest, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from './lock-dialect';
-import { LockRow, recordFromRow } from './lock-row';
-import { checkTableColumns, missingColumns } from './lock-table-columns';
-import { planSetLock } from './set-lock-plan';
-import { ReleaseWaiters } from './release-waiters';
+import type { LockRecord } from '../../lock.entity';
+import { AcquireRequest, AcquireResult, LockDialect, ReleaseWaiting, ReleaseRequest, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from '../lock-dialect';
+import { LockRow, recordFromRow } from '../lock-row';
+import { planSetLock } from '../set-lock-plan';
+import { ReleaseWaiters } from '../release-waiters';
+import type { TransactionOutcome } from '../transaction';
 import { retryWhileBusy, SQLITE_BUSY_TIMEOUT_MS } from './sqlite-busy';
-import type { TransactionOutcome } from './transaction';
+import { checkSqliteTable, completeSqliteSchema, SqliteNames, sqliteNames, sqliteSchemaState } from './sqlite.schema';
 
 export interface SqliteDialectOptions {
   tableName: string;
   /** Seconds an operation may wait for other connections' writes to the file to finish. */
   operationTimeout: number;
-}
-
-interface SqliteNames {
-  table: string;
-  counter: string;
-}
-
-function sqliteNames(tableName: string): SqliteNames {
-  return { table: `"${tableName}"`, counter: `"${tableName}_fencing_token"` };
-}
-
-/** The DDL of the lock table, shared by `ensureTable` and the migration; every statement is idempotent. */
-export function sqliteSchemaStatements(tableName: string): string[] {
-  const { table, counter } = sqliteNames(tableName);
-  return [
-    `CREATE TABLE IF NOT EXISTS ${table} (
-      name varchar(255) PRIMARY KEY NOT NULL,
-      locked_by varchar(255) NULL,
-      lock_process integer NULL,
-      locked_until datetime NULL,
-      created_at datetime NOT NULL,
-      updated_at datetime NOT NULL,
-      owner varchar(36) NOT NULL,
-      fencing_token bigint NOT NULL
-    )`,
-    // A counter, not a per-row value, so tokens keep growing after rows are deleted.
-    `CREATE TABLE IF NOT EXISTS ${counter} (last_token bigint NOT NULL)`,
-    `INSERT INTO ${counter} (last_token) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM ${counter})`,
-  ];
-}
-
-export function sqliteDropStatements(tableName: string): string[] {
-  const { table, counter } = sqliteNames(tableName);
-  return [`DROP TABLE IF EXISTS ${table}`, `DROP TABLE IF EXISTS ${counter}`];
 }
 
 // Times are stored as TypeORM stores SQLite datetimes: UTC text that sorts like the time it names.
@@ -146,42 +112,18 @@ export class SqliteDialect implements LockDialect {
     });
   }
 
-  /**
-   * The lock table's columns, and whether the counter has its row: read without a write lock, so
-   * reading waits for no other process's write transaction (the database is in WAL mode).
-   */
-  private schemaState() {
-    const { table, counter } = this.names;
-    const columns = this.database.prepare(`PRAGMA table_info(${table})`).all() as { name: string; type: string }[];
-    const counterExists = this.database
-      .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`)
-      .get(counter.slice(1, -1));
-    const counted = counterExists && this.database.prepare(`SELECT 1 FROM ${counter} LIMIT 1`).get();
-    const names = columns.map((column) => column.name);
-    return { columns, complete: Boolean(counted) && missingColumns(names).length === 0 };
-  }
-
   /** Creates what is missing; a complete table is only read, so start-up never waits for a writer. */
   async ensureTable(): Promise<void> {
-    if ((await this.whenUnlocked(() => this.schemaState())).complete) return;
+    if ((await this.whenUnlocked(() => sqliteSchemaState(this.database, this.options.tableName))).complete) return;
     await this.transaction(() => {
-      if (!this.schemaState().complete) {
-        for (const statement of sqliteSchemaStatements(this.options.tableName)) this.database.exec(statement);
-      }
+      completeSqliteSchema(this.database, this.options.tableName);
       return { commit: true, result: undefined };
     });
   }
 
   async inspectTable(): Promise<void> {
-    const { table } = this.names;
-    const { columns } = await this.whenUnlocked(() => this.schemaState());
-    checkTableColumns(
-      table,
-      columns.map((column) => column.name),
-      'SQLite cannot add them with the defaults that rows inserted by Django would need, so nestjs-lockmgr cannot share this table: use another tableName, or PostgreSQL or MariaDB to share locks with Django.',
-    );
-    const declared = /\((\d+)\)/.exec(columns.find((column) => column.name === 'name')!.type);
-    this.maxNameLength = declared ? Number(declared[1]) : Number.MAX_SAFE_INTEGER;
+    const { columns } = await this.whenUnlocked(() => sqliteSchemaState(this.database, this.options.tableName));
+    this.maxNameLength = checkSqliteTable(this.options.tableName, columns);
   }
 
   private findLive(name: string): SqliteRow | undefined {

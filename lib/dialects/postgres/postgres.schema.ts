@@ -1,5 +1,8 @@
-import { checkIdentifier } from '../validation';
-import { missingColumns, OUR_COLUMNS } from './lock-table-columns';
+import { Logger } from '@nestjs/common';
+import type { Pool } from 'pg';
+import { checkIdentifier } from '../../validation';
+import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
+import { PostgresExecutor, postgresTransaction, runPrepared } from './postgres-pool';
 
 export interface PostgresNames {
   table: string;
@@ -38,7 +41,7 @@ export interface PostgresSchemaState {
 }
 
 /** One catalog read: `$1` schema (null: the current one), `$2` table name, `$3` quoted sequence, `$4` quoted table, `$5` trigger. */
-export const POSTGRES_SCHEMA_STATE = `SELECT
+const POSTGRES_SCHEMA_STATE = `SELECT
     ARRAY(SELECT column_name::text FROM information_schema.columns
       WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text) AS columns,
     (SELECT character_maximum_length FROM information_schema.columns
@@ -46,7 +49,7 @@ export const POSTGRES_SCHEMA_STATE = `SELECT
     to_regclass($3::text) IS NOT NULL AS sequence,
     EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger`;
 
-export function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
+function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
   const { table, sequence, drawTrigger } = postgresNames(tableName, schema);
   return [schema ?? null, tableName, sequence, table, drawTrigger];
 }
@@ -55,12 +58,12 @@ export function postgresSchemaStateValues(tableName: string, schema: string | un
 const POSTGRES_COLUMNS = [...OUR_COLUMNS, 'waiting'];
 
 /** Whether the table has everything our lock operations need (the trigger only orders the tokens of Django's rows). */
-export function postgresTableComplete(state: PostgresSchemaState): boolean {
+function postgresTableComplete(state: PostgresSchemaState): boolean {
   return state.sequence && missingColumns(state.columns, POSTGRES_COLUMNS).length === 0;
 }
 
 /** Whether start-up has nothing to create: a complete table is never locked nor altered. */
-export function postgresSchemaComplete(state: PostgresSchemaState): boolean {
+function postgresSchemaComplete(state: PostgresSchemaState): boolean {
   return postgresTableComplete(state) && state.trigger;
 }
 
@@ -115,4 +118,48 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
 export function postgresDropStatements(tableName: string, schema?: string): string[] {
   const { table, sequence, drawFunction } = postgresNames(tableName, schema);
   return [`DROP TABLE IF EXISTS ${table}`, `DROP SEQUENCE IF EXISTS ${sequence}`, `DROP FUNCTION IF EXISTS ${drawFunction}()`];
+}
+
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/** Serialises instances starting together on one table: CREATE … IF NOT EXISTS alone can still collide. */
+const LOCK_TABLE = `SELECT pg_advisory_xact_lock($1::int, 0)`;
+
+/** What the catalogs say of the lock table; reading them locks nothing. */
+async function readSchemaState(executor: PostgresExecutor, tableName: string, schema: string | undefined): Promise<PostgresSchemaState> {
+  const { rows } = await runPrepared(executor, tableName, 'schemaState', POSTGRES_SCHEMA_STATE, postgresSchemaStateValues(tableName, schema));
+  return { columns: rows[0].columns, nameLength: rows[0].name_length, sequence: rows[0].sequence, trigger: rows[0].trigger };
+}
+
+/**
+ * Creates only what is missing. A complete table is only read: DDL would take an ACCESS EXCLUSIVE lock
+ * (waiting behind every transaction on the table) and need its ownership, even with nothing to add.
+ */
+export async function ensurePostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<void> {
+  const found = await readSchemaState(pool, tableName, schema);
+  if (postgresSchemaComplete(found)) return;
+  const { table } = postgresNames(tableName, schema);
+  try {
+    await postgresTransaction(pool, async (client) => {
+      await runPrepared(client, tableName, 'lockTable', LOCK_TABLE, [advisoryClassId(table)]);
+      const state = await readSchemaState(client, tableName, schema);
+      for (const statement of postgresSchemaStatements(tableName, schema, state)) await client.query(statement);
+      return { commit: true, result: undefined };
+    });
+  } catch (error) {
+    // A table made by an earlier version lacks only the trigger that orders Django's tokens. An account
+    // that may not add it (it does not own the table) still gets every guarantee among Nest instances.
+    if (!postgresTableComplete(found) || (error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+    new Logger('LockMgrModule').warn(
+      `The lock table ${table} lacks the trigger that keeps fencing tokens of rows inserted by django-lockmgr in grant order, ` +
+        `and this account may not add it: start once with the table's owner, or run the lock table migration (${(error as Error).message}).`,
+    );
+  }
+}
+
+/** Checks that the lock table has every column the lock operations use; resolves the longest name its `name` column holds. */
+export async function inspectPostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<number> {
+  const { columns, nameLength } = await readSchemaState(pool, tableName, schema);
+  checkTableColumns(postgresNames(tableName, schema).table, columns);
+  return nameLength ?? Number.MAX_SAFE_INTEGER;
 }

@@ -1,0 +1,221 @@
+import type { Pool } from 'pg';
+import type { DataSource } from 'typeorm';
+import type { LockRecord } from '../../lock.entity';
+import { deadlockRetry } from '../deadlock-retry';
+import { AcquireRequest, AcquireResult, HolderInfo, LockDialect, ReleaseWaiting, ReleaseRequest, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from '../lock-dialect';
+import { holderOf, recordFromRow } from '../lock-row';
+import { inLockingOrder, planSetLock } from '../set-lock-plan';
+import { ReleaseWaiters } from '../release-waiters';
+import { PostgresListener } from './postgres-listener';
+import { createPostgresPool, PostgresExecutor, postgresTransaction, runPrepared } from './postgres-pool';
+import { advisoryClassId, ensurePostgresTable, inspectPostgresTable, postgresNames } from './postgres.schema';
+import { postgresStatements } from './postgres-statements';
+
+export interface PostgresDialectOptions {
+  tableName: string;
+  poolSize: number;
+  /** Announce releases with NOTIFY to waiters LISTENing in other processes. */
+  notify: boolean;
+  /** Seconds an operation may take, connecting included. */
+  operationTimeout: number;
+}
+
+/** Attempts, in all, of an acquisition that keeps meeting a holder its snapshot does not show (see `acquire`). */
+const ACQUIRE_ATTEMPTS = 3;
+
+/** Whether a failed acquisition's holder still holds the lock by the database's clock, as it read it. */
+function isLive(holder: HolderInfo | null): boolean {
+  return holder !== null && (holder.secondsLeft === null || holder.secondsLeft > 0);
+}
+
+const DEADLOCK_DETECTED = '40P01';
+const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).code === DEADLOCK_DETECTED);
+
+/**
+ * PostgreSQL: every operation is one prepared statement on a pool of its own, so it is one round trip,
+ * never waits behind the app's transactions, and never joins one.
+ */
+export class PostgresDialect implements LockDialect {
+  maxNameLength = 255;
+  private readonly pool: Pool;
+  private readonly schema?: string;
+  private readonly advisoryClass: number;
+  private readonly sql: ReturnType<typeof postgresStatements>;
+  /** Present when releases are announced with NOTIFY. */
+  private readonly listener?: PostgresListener;
+
+  constructor(
+    dataSource: DataSource,
+    private readonly options: PostgresDialectOptions,
+    private readonly waiters: ReleaseWaiters,
+  ) {
+    this.schema = (dataSource.options as { schema?: string }).schema;
+    const names = postgresNames(options.tableName, this.schema);
+    this.advisoryClass = advisoryClassId(names.table);
+    this.sql = postgresStatements(names);
+    const { pool, connection, createClient } = createPostgresPool(dataSource, options);
+    this.pool = pool;
+    if (options.notify) {
+      this.listener = new PostgresListener(
+        createClient,
+        { ...connection, application_name: 'nestjs-lockmgr listener' },
+        this.channel,
+        (name) => waiters.wake(name),
+        () => waiters.wakeAll(),
+      );
+    }
+  }
+
+  get announcesReleases(): boolean {
+    return this.listener !== undefined;
+  }
+
+  /** The NOTIFY channel of this table's releases. */
+  private get channel(): string {
+    return this.options.tableName;
+  }
+
+  private run(executor: PostgresExecutor, name: keyof ReturnType<typeof postgresStatements>, values: unknown[]) {
+    return runPrepared(executor, this.options.tableName, name, this.sql[name], values);
+  }
+
+  ensureTable(): Promise<void> {
+    return ensurePostgresTable(this.pool, this.options.tableName, this.schema);
+  }
+
+  async inspectTable(): Promise<void> {
+    this.maxNameLength = await inspectPostgresTable(this.pool, this.options.tableName, this.schema);
+  }
+
+  /**
+   * Takes the lock in one statement, in the common case. The holder a failed statement reports comes from
+   * its snapshot, which predates an acquisition it raced with (and waited for): then that row is missing
+   * or expired, while someone else holds the lock. Only then does a fresh statement read the current
+   * holder; and if the name is free by then, the acquisition is tried again, a few times at most.
+   */
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    for (let attempt = 1; ; attempt++) {
+      // A Django transaction that deletes a name's expired row and inserts it again waits, in its trigger,
+      // for the advisory lock of an acquisition that waits for that row: one of them is rolled back whole.
+      const result = await retryDeadlocks(() => this.acquireOnce(request, this.pool));
+      if (result.acquired || isLive(result.holder)) return result;
+      const { rows } = await this.run(this.pool, 'find', [request.name]);
+      if (rows.length) return { acquired: false, holder: holderOf(rows[0]) };
+      if (attempt === ACQUIRE_ATTEMPTS) return { acquired: false, holder: null };
+    }
+  }
+
+  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor): Promise<AcquireResult> {
+    const { rows } = await this.run(executor, 'acquire', [
+      request.name,
+      request.owner,
+      request.lockedBy,
+      request.lockProcess,
+      request.expires,
+      this.advisoryClass,
+    ]);
+    const row = rows[0];
+    if (row?.acquired) {
+      return {
+        acquired: true,
+        lock: {
+          name: request.name,
+          owner: request.owner,
+          fencingToken: Number(row.fencing_token),
+          lockedBy: request.lockedBy,
+          lockProcess: request.lockProcess,
+          lockedUntil: row.locked_until,
+          createdAt: row.created_at,
+          updatedAt: row.created_at,
+          secondsLeft: request.expires,
+        },
+      };
+    }
+    return {
+      acquired: false,
+      holder: row ? holderOf(row) : null,
+    };
+  }
+
+  async release(request: ReleaseRequest): Promise<boolean> {
+    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.listener ? this.channel : null]);
+    const released = rows[0].released > 0;
+    if (released) this.waiters.wake(request.name);
+    return released;
+  }
+
+  async renew(request: RenewRequest, executor: PostgresExecutor = this.pool): Promise<LockRecord | null> {
+    const { rows } = await this.run(executor, 'renew', [request.name, request.owner, request.mode, request.expires]);
+    return rows.length ? recordFromRow(rows[0]) : null;
+  }
+
+  async find(name: string): Promise<LockRecord | null> {
+    const { rows } = await this.run(this.pool, 'find', [name]);
+    return rows.length ? recordFromRow(rows[0]) : null;
+  }
+
+  async list(): Promise<LockRecord[]> {
+    const { rows } = await this.run(this.pool, 'list', []);
+    return rows.map(recordFromRow);
+  }
+
+  async deleteExpired(limit: number): Promise<number> {
+    const { rowCount } = await this.run(this.pool, 'deleteExpired', [limit]);
+    return rowCount ?? 0;
+  }
+
+  setLocks(request: SetLocksRequest): Promise<SetLocksResult> {
+    return retryDeadlocks(() => this.setLocksOnce(request));
+  }
+
+  private setLocksOnce(request: SetLocksRequest): Promise<SetLocksResult> {
+    return postgresTransaction<SetLocksResult>(this.pool, async (client) => {
+      // Every advisory lock of the call before any row lock, as an acquisition takes its one: calls that
+      // share a name (or a key) then never hold rows while they wait for each other, and release, renewal,
+      // flagging and clean-up each wait for nothing more once they hold a row. A deadlock is left only with
+      // a transaction of someone else's on the table, and then the call is run again.
+      await this.run(client, 'lockNames', [this.advisoryClass, request.locks.map((lock) => lock.name)]);
+      const steps = new Map<string, SetLockStep>();
+      for (const lock of inLockingOrder(request.locks)) {
+        const { rows } = await this.run(client, 'findForUpdate', [lock.name]);
+        const existing = rows.length ? recordFromRow(rows[0]) : null;
+        const action = planSetLock(existing, request);
+        if (action === 'fail') return { commit: false, result: { conflict: existing! } };
+        let result: LockRecord | null = existing;
+        if (action === 'create') {
+          const acquired = await this.acquireOnce(lock, client);
+          if (!acquired.acquired) throw new Error(`Lock "${lock.name}" could not be created inside its own row lock.`);
+          result = acquired.lock;
+        } else if (action === 'extend') {
+          result = await this.renew({ name: lock.name, owner: null, expires: lock.expires, mode: 'extend' }, client);
+        }
+        steps.set(lock.name, { name: lock.name, existing, action, lock: result });
+      }
+      return { commit: true, result: { steps: request.locks.map((lock) => steps.get(lock.name)!) } };
+    });
+  }
+
+  subscribe(name: string): ReleaseWaiting {
+    const subscription = this.waiters.subscribe(name);
+    const listener = this.listener;
+    if (!listener) return subscription;
+    // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
+    const announce = async () => {
+      await listener.listening();
+      const { rows } = await this.run(this.pool, 'markWaiting', [name]);
+      if (rows.length === 0) return 0;
+      const secondsLeft: number | null = rows[0].seconds_left;
+      // Wake when the lease ends too: an expiry announces nothing.
+      return secondsLeft === null ? Infinity : Math.max(0, secondsLeft * 1000) + 1;
+    };
+    return {
+      sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
+      close: () => subscription.close(),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.close();
+    await this.pool.end();
+  }
+}
