@@ -28,6 +28,7 @@ export type { LockMgrHealthResult } from './lockmgr.health';
 export { LockMgrModule } from './lockmgr.module';
 export type { LockMgrModuleExtras } from './lockmgr.module-definition';
 export type { LockMgrModuleOptions } from './lockmgr-options';
+export type { LockMgrOptionsFactory } from './lockmgr-options-factory';
 export { createLockTableMigration, CreateLockTable1764115200000 } from './lock-table.migration';
 export type { LockTableMigrationOptions } from './lock-table.migration';
 export { WithLock } from './with-lock.decorator';

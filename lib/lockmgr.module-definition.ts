@@ -27,7 +27,9 @@ export const {
   ASYNC_OPTIONS_TYPE: LOCKMGR_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<LockMgrModuleOptions>({ moduleName: 'LockMgr' })
   .setClassMethodName('forRoot')
-    // Every extra is listed, even when undefined, so the builder keeps it out of the options value.
+  // The method a `useClass` / `useExisting` options class implements: `LockMgrOptionsFactory`.
+  .setFactoryMethodName('createLockMgrOptions')
+  // Every extra is listed, even when undefined, so the builder keeps it out of the options value.
   .setExtras<LockMgrModuleExtras>({ isGlobal: true, dataSource: undefined }, (definition, extras) => ({
     ...definition,
     global: extras.isGlobal,

@@ -1,8 +1,8 @@
-import { Injectable, Module } from '@nestjs/common';
+import { Inject, Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../lib';
+import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockMgrOptionsFactory, LockService } from '../lib';
 import { dropLockTable } from './support/lock-app';
 import { describeEachDatabase, removeSqliteFile, testDatabases, uniqueName } from './support/test-databases';
 
@@ -58,15 +58,22 @@ describeEachDatabase('LockMgrModule', (database) => {
     }
   });
 
-  it('forRootAsync takes its options from a class', async () => {
+  it('forRootAsync takes its options from a class implementing LockMgrOptionsFactory, with injected dependencies', async () => {
+    @Module({ providers: [{ provide: LOCK_SETTINGS, useValue: { host: 'from-class' } }], exports: [LOCK_SETTINGS] })
+    class SettingsModule {}
     @Injectable()
-    class LockSettings {
-      create(): LockMgrModuleOptions {
-        return { tableName: isolation, lockedBy: 'from-class', cleanupInterval: 0 };
+    class LockSettings implements LockMgrOptionsFactory {
+      constructor(@Inject(LOCK_SETTINGS) private readonly settings: { host: string }) {}
+
+      async createLockMgrOptions(): Promise<LockMgrModuleOptions> {
+        return { tableName: isolation, lockedBy: this.settings.host, cleanupInterval: 0 };
       }
     }
     const moduleRef = await Test.createTestingModule({
-      imports: [TypeOrmModule.forRoot(database.dataSourceOptions(isolation)), LockMgrModule.forRootAsync({ useClass: LockSettings })],
+      imports: [
+        TypeOrmModule.forRoot(database.dataSourceOptions(isolation)),
+        LockMgrModule.forRootAsync({ imports: [SettingsModule], useClass: LockSettings }),
+      ],
     }).compile();
     await moduleRef.init();
     try {
