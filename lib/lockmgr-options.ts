@@ -43,7 +43,8 @@ export interface ResolvedLockMgrOptions {
   operationTimeout: number;
 }
 
-const KNOWN_OPTIONS = [
+/** The names `LockMgrModule.forRoot` accepts as options; any other name is refused at start-up. */
+export const MODULE_OPTION_NAMES = [
   'tableName',
   'defaultExpires',
   'lockedBy',
@@ -59,23 +60,23 @@ const KNOWN_OPTIONS = [
 export const MAX_TABLE_NAME_LENGTH = 40;
 
 /** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
-export function resolveLockMgrOptions(options: unknown): ResolvedLockMgrOptions {
-  const given = checkOptions<LockMgrModuleOptions>(options, 'LockMgrModule options', KNOWN_OPTIONS);
+export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'): ResolvedLockMgrOptions {
+  const given = checkOptions<LockMgrModuleOptions>(options, `${module} options`, MODULE_OPTION_NAMES);
   const poolSize = given.poolSize ?? 10;
   if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) {
-    throw new RangeError(`LockMgrModule option poolSize must be an integer from 1 to 1000, got ${String(poolSize)}.`);
+    throw new RangeError(`${module} option poolSize must be an integer from 1 to 1000, got ${String(poolSize)}.`);
   }
   return {
-    tableName: checkIdentifier(given.tableName ?? 'lockmgr_lock', 'LockMgrModule option tableName', MAX_TABLE_NAME_LENGTH),
+    tableName: checkIdentifier(given.tableName ?? 'lockmgr_lock', `${module} option tableName`, MAX_TABLE_NAME_LENGTH),
     defaultExpires:
-      given.defaultExpires === undefined ? 600 : checkExpires(given.defaultExpires, 'LockMgrModule option defaultExpires'),
-    lockedBy: checkText(given.lockedBy, 'LockMgrModule option lockedBy') ?? hostname(),
+      given.defaultExpires === undefined ? 600 : checkExpires(given.defaultExpires, `${module} option defaultExpires`),
+    lockedBy: checkText(given.lockedBy, `${module} option lockedBy`) ?? hostname(),
     // The interval is a Node timer, which cannot be longer than MAX_WAIT_SECONDS.
-    cleanupInterval: checkSeconds(given.cleanupInterval ?? 60, 'LockMgrModule option cleanupInterval', MAX_WAIT_SECONDS),
-    ensureTable: checkBoolean(given.ensureTable, 'LockMgrModule option ensureTable') ?? true,
+    cleanupInterval: checkSeconds(given.cleanupInterval ?? 60, `${module} option cleanupInterval`, MAX_WAIT_SECONDS),
+    ensureTable: checkBoolean(given.ensureTable, `${module} option ensureTable`) ?? true,
     poolSize,
-    notify: checkBoolean(given.notify, 'LockMgrModule option notify') ?? true,
-    pollInterval: checkSeconds(given.pollInterval ?? 1, 'LockMgrModule option pollInterval', 3600, 0.01),
-    operationTimeout: checkSeconds(given.operationTimeout ?? 5, 'LockMgrModule option operationTimeout', 600, 0.1),
+    notify: checkBoolean(given.notify, `${module} option notify`) ?? true,
+    pollInterval: checkSeconds(given.pollInterval ?? 1, `${module} option pollInterval`, 3600, 0.01),
+    operationTimeout: checkSeconds(given.operationTimeout ?? 5, `${module} option operationTimeout`, 600, 0.1),
   };
 }

@@ -1,12 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { openDialect } from './dialects/create-dialect';
-import { LockCleanupService } from './lock-cleanup.service';
-import { LockService } from './lock.service';
-import { LockManagers } from './lock-managers';
-import { LockOperations } from './lock-operations';
-import { LockMgrHealthIndicator } from './lockmgr.health';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
+import { LOCKMGR_EXPORTS, LOCKMGR_PROVIDERS } from './lockmgr.providers';
 import { resolveLockMgrOptions } from './lockmgr-options';
 
 /**
@@ -22,15 +18,9 @@ import { resolveLockMgrOptions } from './lockmgr-options';
       inject: [LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS],
       useFactory: openDialect,
     },
-    LockOperations,
-    LockManagers,
-    LockService,
-    LockCleanupService,
-    // Loads @nestjs/terminus only when a check runs, so it costs nothing to apps without it.
-    LockMgrHealthIndicator,
+    ...LOCKMGR_PROVIDERS,
   ],
-  // `@WithLock` injects the managers into the classes it decorates, in the app's own modules.
-  exports: [LockService, LockManagers, LockMgrHealthIndicator],
+  exports: LOCKMGR_EXPORTS,
 })
 export class LockMgrModule extends ConfigurableLockMgrModule {
   /** The options are optional: `LockMgrModule.forRoot()` uses the default data source and every default. */

@@ -1,0 +1,149 @@
+import { Injectable } from '@nestjs/common';
+import { Cron, CronExpression } from '@nestjs/schedule';
+import { Test, TestingModule } from '@nestjs/testing';
+import { LockContext, LockedError, LockService, WithLock } from '../lib';
+import { LockMgrTestingModule, ManualLockClock, MemoryLockStore } from '../lib/testing';
+import { deferred, until } from './support/lock-app';
+
+/** A user's cron job: it must run on one instance of the cluster at a time. */
+@Injectable()
+class NightlyReport {
+  readonly tokens: number[] = [];
+
+  @Cron(CronExpression.EVERY_MINUTE)
+  @WithLock('reports:nightly', { expires: 300 })
+  async run(): Promise<void> {
+    this.tokens.push(LockContext.current().fencingToken);
+  }
+}
+
+/** A user's service that takes a lock by hand, django-lockmgr style. */
+@Injectable()
+class PaymentCapture {
+  constructor(private readonly locks: LockService) {}
+
+  async capture(id: string): Promise<number> {
+    const lock = await this.locks.getLock(`payment:${id}`, { expires: 600 });
+    return lock.fencingToken;
+  }
+}
+
+async function testingApp(options: Parameters<typeof LockMgrTestingModule.forRoot>[0]): Promise<TestingModule> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [LockMgrTestingModule.forRoot(options)],
+    providers: [NightlyReport, PaymentCapture],
+  }).compile();
+  return moduleRef.init();
+}
+
+describe('nestjs-lockmgr/testing: a user tests lock code with no database', () => {
+  let clock: ManualLockClock;
+  let app: TestingModule;
+
+  beforeEach(async () => {
+    clock = new ManualLockClock(new Date('2026-01-01T00:00:00Z'));
+    app = await testingApp({ clock });
+  });
+  afterEach(() => app.close());
+
+  it('runs a @WithLock @Cron job, and skips it while the lock is held', async () => {
+    const job = app.get(NightlyReport);
+    await job.run();
+    expect(job.tokens).toHaveLength(1);
+
+    const held = await app.get(LockService).getLock('reports:nightly');
+    await expect(job.run()).resolves.toBeUndefined();
+    expect(job.tokens).toHaveLength(1);
+
+    await app.get(LockService).unlock(held);
+    await job.run();
+    expect(job.tokens).toHaveLength(2);
+    expect(job.tokens[1]).toBeGreaterThan(held.fencingToken);
+  });
+
+  it('lets a getLock lease run out when the clock moves past it', async () => {
+    const payments = app.get(PaymentCapture);
+    const first = await payments.capture('42');
+    await expect(payments.capture('42')).rejects.toThrow(LockedError);
+    clock.advance(599);
+    await expect(payments.capture('42')).rejects.toThrow(LockedError);
+    clock.advance(2);
+    expect(await payments.capture('42')).toBeGreaterThan(first);
+  });
+
+  it('reads expiry from the clock, not from Date.now()', async () => {
+    const lock = await app.get(LockService).getLock('clocked', { expires: 60 });
+    expect(lock.lockedUntil).toEqual(new Date('2026-01-01T00:01:00Z'));
+    clock.advance(30);
+    const [listed] = await app.get(LockService).listLocks();
+    expect(listed.expiresSeconds).toBeCloseTo(30, 0);
+  });
+
+  it('hands a released lock to a waiter at once, and wakes a waiter when the clock ends the lease', async () => {
+    const locks = app.get(LockService);
+    const held = await locks.getLock('queue', { expires: 3600 });
+    const startedAt = performance.now();
+    const waiting = locks.getLock('queue', { wait: 30 });
+    await locks.unlock(held);
+    await waiting;
+    expect(performance.now() - startedAt).toBeLessThan(1000);
+
+    await locks.getLock('lease', { expires: 3600 });
+    const second = locks.getLock('lease', { wait: 30 });
+    clock.advance(3601);
+    await expect(second).resolves.toMatchObject({ name: 'lease' });
+  });
+
+  it('gives LockContext, managers and fencing tokens as the databases do', async () => {
+    const locks = app.get(LockService);
+    const seen = await locks.withLock('work', async (manager) => {
+      expect(await manager.lock('other', { ret: true })).toBe(true);
+      return { context: LockContext.current().name, names: manager.locks.map((lock) => lock.name) };
+    });
+    expect(seen).toEqual({ context: 'work', names: ['work', 'other'] });
+    expect(await locks.isLocked('work')).toBe(false);
+    expect(await locks.isLocked('other')).toBe(false);
+  });
+
+  it('refuses bad options by name', () => {
+    expect(() => LockMgrTestingModule.forRoot({ defaultExpires: -1 })).toThrow('LockMgrTestingModule option defaultExpires');
+    expect(() => LockMgrTestingModule.forRoot({ dataSource: 'x' } as never)).toThrow('unknown option "dataSource"');
+    expect(() => new ManualLockClock().advance(-1)).toThrow(RangeError);
+  });
+});
+
+describe('nestjs-lockmgr/testing: two instances of an app on one store', () => {
+  it('skips a job on one instance while the other holds its lock', async () => {
+    const store = new MemoryLockStore(new ManualLockClock());
+    const [one, two] = await Promise.all([testingApp({ store }), testingApp({ store })]);
+    try {
+      const started = deferred();
+      const finish = deferred();
+      const running = one.get(LockService).withLock('reports:nightly', async () => {
+        started.resolve();
+        await finish.promise;
+      });
+      await started.promise;
+      await two.get(NightlyReport).run();
+      expect(two.get(NightlyReport).tokens).toEqual([]);
+      finish.resolve();
+      await running;
+      await two.get(NightlyReport).run();
+      expect(two.get(NightlyReport).tokens).toHaveLength(1);
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  });
+
+  it('lets go of the locks of an app that closes, and leaves the store to the other', async () => {
+    const store = new MemoryLockStore();
+    const [one, two] = await Promise.all([testingApp({ store }), testingApp({ store })]);
+    const manager = await one.get(LockService).manager('held-by-one');
+    expect(await two.get(LockService).isLocked('held-by-one')).toBe(true);
+    await one.close();
+    await until(async () => !(await two.get(LockService).isLocked('held-by-one')));
+    expect(manager.locks).toEqual([]);
+    await expect(two.get(LockService).getLock('after-close')).resolves.toMatchObject({ name: 'after-close' });
+    await two.close();
+  });
+});
