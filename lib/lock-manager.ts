@@ -53,7 +53,8 @@ export class LockManager implements AsyncDisposable {
   readonly #underWay = new Set<Promise<unknown>>();
   /** Locks declared lost by the end of their lease, which the manager may still own (someone extended them by name). */
   readonly #givenUp: LockEntity[] = [];
-  readonly #takenAt = performance.now();
+  /** When the main lock was taken, on the store's scale (`LockOperations.elapsed`): `minHold` counts from it. */
+  readonly #takenAt: number;
   #mainLock: LockEntity;
   #released?: Promise<void>;
 
@@ -64,6 +65,7 @@ export class LockManager implements AsyncDisposable {
     private readonly settings: LockManagerSettings,
   ) {
     this.#mainLock = mainLock;
+    this.#takenAt = operations.elapsed();
     this.hold(mainLock, settings.expires);
   }
 
@@ -173,7 +175,7 @@ export class LockManager implements AsyncDisposable {
     await Promise.allSettled(this.#underWay);
     const held = [...this.#held.values()];
     this.#held.clear();
-    const holdFor = this.settings.minHold - (performance.now() - this.#takenAt) / 1000;
+    const holdFor = this.settings.minHold - (this.operations.elapsed() - this.#takenAt) / 1000;
     const outcomes = await Promise.allSettled(
       held.map(({ lock }) => this.operations.release(lock, lock, lock.name === this.#mainLock.name ? holdFor : 0)),
     );

@@ -24,6 +24,8 @@ const SETTLE_MARGIN_MS = 1000;
 @Injectable()
 export class LockOperations {
   readonly requests: LockRequests;
+  /** Milliseconds on a scale that moves as the store's clock does: how handles tell what is left of a lease between calls. */
+  readonly elapsed: () => number;
   /** Aborted when the application starts shutting down: waits for a lock end there. */
   private readonly shuttingDown = new AbortController();
   private readonly abandoned: AbandonedLocks;
@@ -33,6 +35,7 @@ export class LockOperations {
     @Inject(LOCKMGR_OPTIONS) readonly options: ResolvedLockMgrOptions,
   ) {
     this.requests = new LockRequests(dialect, options);
+    this.elapsed = dialect.elapsed ? () => dialect.elapsed!() : () => performance.now();
     // Every waiting acquisition listens to it while it sleeps: many at once are expected, not a leak.
     setMaxListeners(0, this.shuttingDown.signal);
     // A statement the client gave up on ends on the server within the operation timeout (a server-side limit).
@@ -63,12 +66,13 @@ export class LockOperations {
       for (let attempt = 0; ; attempt++) {
         // A token per attempt: the clean-up of a failed attempt must never release the lock of a later one.
         const attemptRequest = attempt === 0 ? request : { ...request, owner: randomUUID() };
-        const requestedAt = performance.now();
+        const requestedAt = this.elapsed();
+        const sentAt = performance.now();
         try {
           const result = await this.dialect.acquire(attemptRequest);
           if (result.acquired) {
             this.announceAcquired(result.lock, startedAt);
-            return LockEntity.fromRecord(result.lock, requestedAt, requestedAt);
+            return this.handle(result.lock, requestedAt, sentAt);
           }
           holder = result.holder;
         } catch (error) {
@@ -99,11 +103,19 @@ export class LockOperations {
    * taken), by name whoever holds it. Null when it is not held (by that owner).
    */
   async renew({ name, owner }: ReleaseRequest, expires: number | null, mode: RenewMode, handle?: LockEntity): Promise<LockEntity | null> {
-    const requestedAt = performance.now();
+    const requestedAt = this.elapsed();
     const renewed = await this.database(`renew lock "${name}"`, name, this.dialect.renew({ name, owner, expires, mode }));
     if (!renewed) return null;
     this.announceRenewed(renewed);
-    return LockEntity.fromRecord(renewed, requestedAt, handle?.takenAt);
+    return this.handle(renewed, requestedAt, handle?.takenAt);
+  }
+
+  /**
+   * The handle of a record read by a call sent at `requestedAt` (a reading of `elapsed`). `takenAt` is the
+   * `performance.now()` at which this process took the lock, if it did.
+   */
+  handle(record: LockRecord, requestedAt: number, takenAt?: number): LockEntity {
+    return LockEntity.fromRecord(record, requestedAt, takenAt, this.elapsed);
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { SetLockStep } from './dialects/lock-dialect';
-import { LockEntity } from './lock.entity';
+import type { LockEntity, LockRecord } from './lock.entity';
 
 /** What `setLock` did to one name (django-lockmgr's `LockSetStatus`). */
 export interface LockSetStatus {
@@ -19,7 +19,8 @@ export interface LockSetResult {
   statuses: Array<[name: string, status: LockSetStatus]>;
 }
 
-export function toLockSetResult(steps: SetLockStep[], requestedAt: number): LockSetResult {
+/** `handle` makes the handle of a lock after the call; `created`: this call took it. */
+export function toLockSetResult(steps: SetLockStep[], handle: (record: LockRecord, created: boolean) => LockEntity): LockSetResult {
   const result: LockSetResult = { locks: [], counts: { created: 0, renewed: 0, skipCreate: 0, skipRenew: 0 }, statuses: [] };
   for (const step of steps) {
     const wasLocked = step.existing !== null;
@@ -27,7 +28,7 @@ export function toLockSetResult(steps: SetLockStep[], requestedAt: number): Lock
     else if (step.action === 'extend') result.counts.renewed++;
     else if (wasLocked) result.counts.skipRenew++;
     else result.counts.skipCreate++;
-    if (step.lock) result.locks.push(LockEntity.fromRecord(step.lock, requestedAt, step.action === 'create' ? requestedAt : undefined));
+    if (step.lock) result.locks.push(handle(step.lock, step.action === 'create'));
     result.statuses.push([step.name, { wasLocked, status: step.action, locked: step.lock !== null }]);
   }
   return result;

@@ -56,21 +56,26 @@ export class LockEntity {
   updatedAt!: Date;
 
   /**
-   * `performance.now()` at which the lock expires by the database's clock, so that a skewed
-   * `Date.now()` cannot make a handle look alive or dead. Unset on rows TypeORM loaded itself.
+   * When the lock expires by the store's clock, on the scale of `#elapsed` (the process's monotonic clock,
+   * for a database), so that a skewed `Date.now()` cannot make a handle look alive or dead. Unset on rows
+   * TypeORM loaded itself.
    */
   #expiresAtMonotonic?: number;
+
+  /** Milliseconds on a scale that moves as the store's clock does. */
+  #elapsed: () => number = monotonicMilliseconds;
 
   /** `performance.now()` at which this process asked for the lock it got: lock events say how long it was held. */
   #takenAt?: number;
 
   /**
-   * @internal Builds a handle from a row read at `requestedAt` (a `performance.now()` taken before the
-   * query was sent). `takenAt` is when this process took the lock, if it did.
+   * @internal Builds a handle from a row read at `requestedAt` (a reading of `elapsed` taken before the
+   * query was sent). `takenAt` is the `performance.now()` at which this process took the lock, if it did.
    */
-  static fromRecord(record: LockRecord, requestedAt: number, takenAt?: number): LockEntity {
+  static fromRecord(record: LockRecord, requestedAt: number, takenAt?: number, elapsed: () => number = monotonicMilliseconds): LockEntity {
     const { secondsLeft, ...columns } = record;
     const lock = Object.assign(new LockEntity(), columns);
+    lock.#elapsed = elapsed;
     // Counting from before the request makes the estimate err on the early side.
     if (secondsLeft !== null) lock.#expiresAtMonotonic = requestedAt + secondsLeft * 1000;
     lock.#takenAt = takenAt;
@@ -85,7 +90,7 @@ export class LockEntity {
   /** Seconds until the lock expires (negative once it has), or null when it never expires. */
   get expiresSeconds(): number | null {
     if (this.lockedUntil === null) return null;
-    if (this.#expiresAtMonotonic !== undefined) return (this.#expiresAtMonotonic - performance.now()) / 1000;
+    if (this.#expiresAtMonotonic !== undefined) return (this.#expiresAtMonotonic - this.#elapsed()) / 1000;
     return (this.lockedUntil.getTime() - Date.now()) / 1000;
   }
 
@@ -100,6 +105,10 @@ export class LockEntity {
     const { owner: _owner, ...visible } = this;
     return { ...visible, expiresSeconds: this.expiresSeconds };
   }
+}
+
+function monotonicMilliseconds(): number {
+  return performance.now();
 }
 
 /**

@@ -94,19 +94,20 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     const create = checkBoolean(given.create, 'setLock option create') ?? true;
     const distinct = [...new Set(list.map((name, index) => requests.name(name, `setLock names[${index}]`)))];
     const locks = distinct.map((name) => requests.acquireRequest(name, expires, given, 'setLock'));
-    const requestedAt = performance.now();
+    const requestedAt = this.operations.elapsed();
+    const sentAt = performance.now();
     const setting = dialect.setLocks({ locks, fail, renew, create }).catch((error: unknown) => {
       // The transaction may still commit after the client gave up on it.
       this.operations.abandon(...locks);
       throw error;
     });
     const result = await this.operations.database(`set locks ${distinct.map((n) => `"${n}"`).join(', ')}`, undefined, setting);
-    if ('conflict' in result) throw new LockFailError(LockEntity.fromRecord(result.conflict, requestedAt));
+    if ('conflict' in result) throw new LockFailError(this.operations.handle(result.conflict, requestedAt));
     for (const step of result.steps) {
       if (step.action === 'create') this.operations.announceAcquired(step.lock!, requestedAt);
       if (step.action === 'extend') this.operations.announceRenewed(step.lock!);
     }
-    return toLockSetResult(result.steps, requestedAt);
+    return toLockSetResult(result.steps, (record, created) => this.operations.handle(record, requestedAt, created ? sentAt : undefined));
   }
 
   /** Deletes the rows of expired locks and returns how many it deleted (expired locks count as free either way). */
@@ -121,9 +122,9 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
 
   /** Every live lock, ordered by name. */
   async listLocks(): Promise<LockEntity[]> {
-    const requestedAt = performance.now();
+    const requestedAt = this.operations.elapsed();
     const records = await this.operations.database('list locks', undefined, this.operations.dialect.list());
-    return records.map((record) => LockEntity.fromRecord(record, requestedAt));
+    return records.map((record) => this.operations.handle(record, requestedAt));
   }
 
   /**

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Cron, CronExpression } from '@nestjs/schedule';
 import { Test, TestingModule } from '@nestjs/testing';
-import { LockContext, LockedError, LockService, WithLock } from '../lib';
+import { LockContext, LockedError, LockLostError, LockService, WithLock } from '../lib';
 import { LockMgrTestingModule, ManualLockClock, MemoryLockStore } from '../lib/testing';
 import { deferred, until } from './support/lock-app';
 
@@ -92,6 +92,32 @@ describe('nestjs-lockmgr/testing: a user tests lock code with no database', () =
     const second = locks.getLock('lease', { wait: 30 });
     clock.advance(3601);
     await expect(second).resolves.toMatchObject({ name: 'lease' });
+  });
+
+  it('lets handles and managers see a lease run out as the clock moves past it', async () => {
+    const locks = app.get(LockService);
+    const lock = await locks.getLock('handle', { expires: 60 });
+    clock.advance(59);
+    expect(lock.expired).toBe(false);
+    clock.advance(2);
+    expect(lock.expired).toBe(true);
+    expect(lock.expiresSeconds).toBeCloseTo(-1, 3);
+
+    // Moving the clock past the lease of a held lock is a process that stalled that long: the lock is lost.
+    const manager = await locks.manager('stalled', { expires: 0.3 });
+    clock.advance(1);
+    await until(() => manager.signal.aborted);
+    expect(manager.signal.reason).toBeInstanceOf(LockLostError);
+    await manager.release();
+  });
+
+  it('keeps a lock for minHold by the clock', async () => {
+    const locks = app.get(LockService);
+    await locks.withLock('short job', () => clock.advance(20), { minHold: 30 });
+    clock.advance(9);
+    expect(await locks.isLocked('short job')).toBe(true);
+    clock.advance(2);
+    expect(await locks.isLocked('short job')).toBe(false);
   });
 
   it('gives LockContext, managers and fencing tokens as the databases do', async () => {

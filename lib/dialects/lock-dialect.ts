@@ -23,6 +23,11 @@ export interface LockDialect {
    * is only a safety net; otherwise it is how other processes' releases are found, so it starts fast.
    */
   readonly announcesReleases: boolean;
+  /**
+   * Milliseconds on a scale that moves as the store's clock does, for handles to tell what is left of a
+   * lease between calls. Unset: the process's monotonic clock, which moves as a database server's does.
+   */
+  elapsed?(): number;
   /** Creates or completes the lock table; safe when many instances start at once. */
   ensureTable(): Promise<void>;
   /** Reads the table's shape (such as `maxNameLength`); called once at start-up, after `ensureTable` if enabled. */

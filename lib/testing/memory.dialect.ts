@@ -52,6 +52,11 @@ export class MemoryDialect implements LockDialect {
 
   constructor(private readonly store: MemoryLockStore) {}
 
+  /** The store's clock: a handle's lease runs out as the test moves it. */
+  elapsed(): number {
+    return this.store.now();
+  }
+
   private checkOpen(method: string): void {
     if (this.closed) throw new Error(`This connection to the in-memory lock store is closed: ${method} cannot run after close().`);
   }
