@@ -1,6 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Controller, Injectable, Param, Post } from '@nestjs/common';
 import { Cron, CronExpression } from '@nestjs/schedule';
 import { Test, TestingModule } from '@nestjs/testing';
+import type { AddressInfo } from 'node:net';
 import { LockContext, LockedError, LockLostError, LockService, WithLock } from '../lib';
 import { LockMgrTestingModule, ManualLockClock, MemoryLockStore } from '../lib/testing';
 import { deferred, until } from './support/lock-app';
@@ -25,6 +26,16 @@ class PaymentCapture {
   async capture(id: string): Promise<number> {
     const lock = await this.locks.getLock(`payment:${id}`, { expires: 600 });
     return lock.fencingToken;
+  }
+}
+
+/** A user's route: one capture of a payment at a time, whichever instance the request reaches. */
+@Controller('payments')
+class PaymentsController {
+  @Post(':id/capture')
+  @WithLock((id: string) => `payment:${id}`)
+  capture(@Param('id') id: string) {
+    return { id, captured: true };
   }
 }
 
@@ -135,6 +146,31 @@ describe('nestjs-lockmgr/testing: a user tests lock code with no database', () =
     expect(() => LockMgrTestingModule.forRoot({ defaultExpires: -1 })).toThrow('LockMgrTestingModule option defaultExpires');
     expect(() => LockMgrTestingModule.forRoot({ dataSource: 'x' } as never)).toThrow('unknown option "dataSource"');
     expect(() => new ManualLockClock().advance(-1)).toThrow(RangeError);
+  });
+});
+
+describe('nestjs-lockmgr/testing: a locked route over HTTP', () => {
+  it('answers 423 Locked while the lock is held, and 201 once it is free', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockMgrTestingModule.forRoot()],
+      controllers: [PaymentsController],
+    }).compile();
+    const app = moduleRef.createNestApplication();
+    await app.listen(0, '127.0.0.1');
+    try {
+      const { port } = app.getHttpServer().address() as AddressInfo;
+      const capture = () => fetch(`http://127.0.0.1:${port}/payments/42/capture`, { method: 'POST' });
+      const held = await app.get(LockService).getLock('payment:42');
+      const refused = await capture();
+      expect(refused.status).toBe(423);
+      expect(await refused.json()).toMatchObject({ statusCode: 423, lock: 'payment:42' });
+      await app.get(LockService).unlock(held);
+      const accepted = await capture();
+      expect(accepted.status).toBe(201);
+      expect(await accepted.json()).toEqual({ id: '42', captured: true });
+    } finally {
+      await app.close();
+    }
   });
 });
 
