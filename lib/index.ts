@@ -31,5 +31,5 @@ export type { LockMgrModuleOptions } from './lockmgr-options';
 export type { LockMgrOptionsFactory } from './lockmgr-options-factory';
 export { createLockTableMigration, CreateLockTable1764115200000 } from './lock-table.migration';
 export type { LockTableMigrationOptions } from './lock-table.migration';
-export { WithLock } from './with-lock.decorator';
-export type { LockNameFactory, WithLockOptions } from './with-lock.decorator';
+export { WithLock } from './with-lock/with-lock.decorator';
+export type { LockNameFactory, WithLockOptions } from './with-lock/with-lock.decorator';

@@ -145,7 +145,7 @@ export class LockManager implements AsyncDisposable {
         return renewed;
       }
       // Declared lost meanwhile: a lost lock stays lost, and is only ever taken afresh.
-      this.letGo(renewed);
+      this.operations.abandon(renewed);
     }
     if (!create) throw new LockNotFoundError(name);
     const attempt = this.operations.requests.acquisition(
@@ -180,7 +180,7 @@ export class LockManager implements AsyncDisposable {
       held.map(({ lock }) => this.operations.release(lock, lock, lock.name === this.#mainLock.name ? holdFor : 0)),
     );
     // Owner-checked, so a lock someone else took meanwhile is left alone.
-    await Promise.all(this.#givenUp.map((lock) => this.operations.release(lock, lock).catch(() => this.letGo(lock))));
+    await Promise.all(this.#givenUp.map((lock) => this.operations.release(lock, lock).catch(() => this.operations.abandon(lock))));
     const errors = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason] : []));
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, 'Releasing the locks of a manager failed.');
@@ -212,7 +212,7 @@ export class LockManager implements AsyncDisposable {
    */
   private acquire(attempt: AcquireAttempt): Promise<LockEntity | LockedError> {
     const acquisition = this.operations.acquire({ ...attempt, signal: this.#stopping.signal }).then(async (lock) => {
-      if (lock instanceof LockEntity && this.#released) await this.operations.release(lock, lock).catch(() => this.letGo(lock));
+      if (lock instanceof LockEntity && this.#released) await this.operations.release(lock, lock).catch(() => this.operations.abandon(lock));
       return lock;
     });
     return this.underWay(acquisition);
@@ -222,11 +222,6 @@ export class LockManager implements AsyncDisposable {
   private keep(lock: LockEntity, expires: number | null): void {
     this.assertActive();
     this.hold(lock, expires);
-  }
-
-  /** Releases a lock nobody will hold any more; if the release fails, it is made sure of later. */
-  private letGo(lock: LockEntity): void {
-    this.operations.abandon(lock);
   }
 
   /** Records a lock as held and arms its renewal and its expiry. */
@@ -265,7 +260,7 @@ export class LockManager implements AsyncDisposable {
     if (this.#released) return;
     if (this.#held.get(lock.name) !== held) {
       // Lost or unlocked while the renewal was on its way: the renewal must not keep the lock alive.
-      if (renewed && this.#held.get(lock.name)?.lock.owner !== lock.owner) this.letGo(renewed);
+      if (renewed && this.#held.get(lock.name)?.lock.owner !== lock.owner) this.operations.abandon(renewed);
       return;
     }
     if (renewed) this.hold(renewed, expires);
@@ -278,7 +273,7 @@ export class LockManager implements AsyncDisposable {
     this.forget(name);
     // With renewals failing, one may still land and keep the lock alive: it is let go of now. Without
     // them it stays until its lease ends (its holder chose that lease), or until the manager is released.
-    if (this.settings.autoRenew && held.expires !== null) this.letGo(held.lock);
+    if (this.settings.autoRenew && held.expires !== null) this.operations.abandon(held.lock);
     else this.#givenUp.push(held.lock);
     const error = new LockLostError(name, reason);
     if (lockChannels.lost.hasSubscribers) {

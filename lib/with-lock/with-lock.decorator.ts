@@ -1,10 +1,9 @@
-import { HttpException, HttpStatus, Inject, Logger } from '@nestjs/common';
-import { METHOD_METADATA, PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
-import type { LockedError } from './errors';
-import { lockChannels, secondsSince } from './lock-events';
-import { LockManagers } from './lock-managers';
-import { checkHoldOptions, ManagerHoldOptions } from './lock-options';
-import { checkLockName, checkOneOf, checkOptions } from './validation';
+import { Inject } from '@nestjs/common';
+import { PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
+import { LockManagers } from '../lock-managers';
+import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
+import { checkLockName, checkOneOf, checkOptions } from '../validation';
+import { defaultWhenLocked, skip, whenLocked } from './when-locked';
 
 /** Builds the lock name from the arguments of the call (called with the instance as `this`). */
 export type LockNameFactory = (...methodArguments: any[]) => string;
@@ -25,18 +24,8 @@ export interface WithLockOptions extends ManagerHoldOptions {
 const WITH_LOCK_OPTIONS = ['expires', 'wait', 'onLocked', 'autoRenew', 'minHold'] as const;
 const ON_LOCKED = ['skip', 'throw'] as const;
 
-/**
- * Metadata keys that mark a method as run by a scheduler or an event rather than by a caller waiting
- * for its result: `SCHEDULER_TYPE` of @nestjs/schedule (`@Cron`, `@Interval`, `@Timeout`) and
- * `EVENT_LISTENER_METADATA` of @nestjs/event-emitter (`@OnEvent`). Both packages are optional, so
- * their constants are not imported.
- */
-const SKIPPING_HANDLER_KEYS = ['SCHEDULER_TYPE', 'EVENT_LISTENER_METADATA'];
-
 /** The property that Nest's dependency injection fills with the app's lock managers, on every instance of a class that uses `@WithLock`. */
 const LOCK_MANAGERS = Symbol('LockManagers for @WithLock');
-
-const logger = new Logger('WithLock');
 
 /**
  * Runs the method while holding a lock: `@WithLock('reports:nightly', { minHold: 5 })`, or a name
@@ -86,42 +75,6 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
     descriptor.value = locked as typeof descriptor.value;
     return descriptor;
   };
-}
-
-type LockedBehaviour = 'skip' | 'throw' | 'http';
-
-/** Read at call time: the decorators that make a method a scheduled or route handler may come after this one. */
-function defaultWhenLocked(handler: object): LockedBehaviour {
-  if (SKIPPING_HANDLER_KEYS.some((key) => Reflect.getMetadata(key, handler) !== undefined)) return 'skip';
-  if (Reflect.getMetadata(METHOD_METADATA, handler) !== undefined) return 'http';
-  return 'throw';
-}
-
-function skip(managers: LockManagers, error: LockedError, where: string, calledAt: number): undefined {
-  logger.debug(`Skipped ${where}: ${error.message}`);
-  if (lockChannels.skipped.hasSubscribers) {
-    lockChannels.skipped.publish({ table: managers.operations.tableName, name: error.lockName, method: where, waited: secondsSince(calledAt), error });
-  }
-  return undefined;
-}
-
-function whenLocked(behaviour: Exclude<LockedBehaviour, 'skip'>, error: LockedError): never {
-  switch (behaviour) {
-    case 'http':
-      // The holder's host name stays out of the answer: clients only learn which lock is busy.
-      throw new HttpException(
-        {
-          statusCode: HttpStatus.LOCKED,
-          error: 'Locked',
-          message: `Lock "${error.lockName}" is held by another request; try again later.`,
-          lock: error.lockName,
-        },
-        HttpStatus.LOCKED,
-        { cause: error },
-      );
-    case 'throw':
-      throw error;
-  }
 }
 
 function injectLockManagers(prototype: object): void {
