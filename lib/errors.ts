@@ -12,12 +12,19 @@ export class LockMgrError extends Error {
 export interface LockHolder {
   lockedBy: string | null;
   lockedUntil: Date | null;
+  /** Seconds left of the holder's lease by the database's clock; null when it never expires. */
+  secondsLeft?: number | null;
 }
 
 /** The lock is held by someone else (django-lockmgr's `Locked`). */
 export class LockedError extends LockMgrError {
   readonly lockedBy?: string | null;
   readonly lockedUntil?: Date | null;
+  /**
+   * Seconds that were left of the holder's lease, by the database's clock, when the acquisition found the
+   * lock held; null when it never expires, undefined when the database did not say.
+   */
+  readonly secondsLeft?: number | null;
 
   constructor(
     readonly lockName: string,
@@ -28,6 +35,7 @@ export class LockedError extends LockMgrError {
     if (holder) {
       this.lockedBy = holder.lockedBy;
       this.lockedUntil = holder.lockedUntil;
+      if (holder.secondsLeft !== undefined) this.secondsLeft = holder.secondsLeft;
     }
   }
 

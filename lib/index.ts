@@ -31,5 +31,6 @@ export type { LockMgrModuleOptions } from './lockmgr-options';
 export type { LockMgrOptionsFactory } from './lockmgr-options-factory';
 export { createLockTableMigration, CreateLockTable1764115200000 } from './lock-table.migration';
 export type { LockTableMigrationOptions } from './lock-table.migration';
+export { LockedErrorFilter } from './locked-error.filter';
 export { WithLock } from './with-lock/with-lock.decorator';
 export type { LockNameFactory, WithLockOptions } from './with-lock/with-lock.decorator';

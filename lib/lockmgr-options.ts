@@ -28,6 +28,11 @@ export interface LockMgrModuleOptions {
    * (a database that is down, restarting or unreachable). Default 5.
    */
   operationTimeout?: number;
+  /**
+   * Register `LockedErrorFilter` for the app, so that a `LockedError` escaping a handler answers 423 Locked
+   * with `Retry-After` over HTTP (and its context's error elsewhere). False leaves it to the app. Default true.
+   */
+  lockedErrorFilter?: boolean;
 }
 
 export interface ResolvedLockMgrOptions {
@@ -41,6 +46,7 @@ export interface ResolvedLockMgrOptions {
   notify: boolean;
   pollInterval: number;
   operationTimeout: number;
+  lockedErrorFilter: boolean;
 }
 
 /** The names `LockMgrModule.forRoot` accepts as options; any other name is refused at start-up. */
@@ -54,6 +60,7 @@ export const MODULE_OPTION_NAMES = [
   'notify',
   'pollInterval',
   'operationTimeout',
+  'lockedErrorFilter',
 ] as const;
 
 /** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
@@ -78,5 +85,6 @@ export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'
     notify: checkBoolean(given.notify, `${module} option notify`) ?? true,
     pollInterval: checkSeconds(given.pollInterval ?? 1, `${module} option pollInterval`, 3600, 0.01),
     operationTimeout: checkSeconds(given.operationTimeout ?? 5, `${module} option operationTimeout`, 600, 0.1),
+    lockedErrorFilter: checkBoolean(given.lockedErrorFilter, `${module} option lockedErrorFilter`) ?? true,
   };
 }

@@ -10,3 +10,10 @@ export function loadOptionalDependency<T>(name: string): T | undefined {
     throw error;
   }
 }
+
+/** A peer dependency that must be there, since what needs it came from it (a handler of its transport). */
+export function requireOptionalDependency<T>(name: string, purpose: string): T {
+  const loaded = loadOptionalDependency<T>(name);
+  if (!loaded) throw new Error(`nestjs-lockmgr needs ${name} ${purpose}, and it is not installed.`);
+  return loaded;
+}

@@ -1,27 +1,20 @@
-import { HttpException, HttpStatus, Logger } from '@nestjs/common';
-import { METHOD_METADATA } from '@nestjs/common/constants';
+import { Logger } from '@nestjs/common';
 import type { LockedError } from '../errors';
 import { lockChannels, secondsSince } from '../lock-events';
 import type { LockManagers } from '../lock-managers';
-
-/**
- * Metadata keys that mark a method as run by a scheduler or an event rather than by a caller waiting
- * for its result: `SCHEDULER_TYPE` of @nestjs/schedule (`@Cron`, `@Interval`, `@Timeout`) and
- * `EVENT_LISTENER_METADATA` of @nestjs/event-emitter (`@OnEvent`). Both packages are optional, so
- * their constants are not imported.
- */
-const SKIPPING_HANDLER_KEYS = ['SCHEDULER_TYPE', 'EVENT_LISTENER_METADATA'];
+import { HandlerKind, handlerKind } from './handler-kind';
+import { lockedErrorFor } from './locked-errors';
 
 const logger = new Logger('WithLock');
 
-/** What a `@WithLock` call does when the lock is held elsewhere. */
-export type LockedBehaviour = 'skip' | 'throw' | 'http';
+/** What a `@WithLock` call does when the lock is held elsewhere: skip the run, or reject as its kind of handler expects. */
+export type LockedBehaviour = HandlerKind;
 
-/** Read at call time: the decorators that make a method a scheduled or route handler may come after this one. */
-export function defaultWhenLocked(handler: object): LockedBehaviour {
-  if (SKIPPING_HANDLER_KEYS.some((key) => Reflect.getMetadata(key, handler) !== undefined)) return 'skip';
-  if (Reflect.getMetadata(METHOD_METADATA, handler) !== undefined) return 'http';
-  return 'throw';
+/** By the kind of handler the method is, unless `onLocked` says otherwise ('throw' rejects with the `LockedError` itself). */
+export function whenLockedBehaviour(onLocked: 'skip' | 'throw' | undefined, handler: object): LockedBehaviour {
+  if (onLocked === 'skip') return 'skip';
+  if (onLocked === 'throw') return 'call';
+  return handlerKind(handler);
 }
 
 /** Skips the run: a debug line and a `skipped` lock event; the call resolves to undefined. */
@@ -35,20 +28,5 @@ export function skip(managers: LockManagers, error: LockedError, where: string, 
 
 /** Rejects the call as its kind of handler expects. */
 export function whenLocked(behaviour: Exclude<LockedBehaviour, 'skip'>, error: LockedError): never {
-  switch (behaviour) {
-    case 'http':
-      // The holder's host name stays out of the answer: clients only learn which lock is busy.
-      throw new HttpException(
-        {
-          statusCode: HttpStatus.LOCKED,
-          error: 'Locked',
-          message: `Lock "${error.lockName}" is held by another request; try again later.`,
-          lock: error.lockName,
-        },
-        HttpStatus.LOCKED,
-        { cause: error },
-      );
-    case 'throw':
-      throw error;
-  }
+  throw lockedErrorFor(behaviour, error);
 }

@@ -3,7 +3,8 @@ import { PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
 import { LockManagers } from '../lock-managers';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
-import { defaultWhenLocked, skip, whenLocked } from './when-locked';
+import { runHoldingObservables } from './observable-run';
+import { skip, whenLocked, whenLockedBehaviour } from './when-locked';
 
 /** Builds the lock name from the arguments of the call (called with the instance as `this`). */
 export type LockNameFactory = (...methodArguments: any[]) => string;
@@ -14,9 +15,10 @@ export interface WithLockOptions extends ManagerHoldOptions {
   /** Seconds to wait for the lock when it is held elsewhere. Default 0: do not wait. */
   wait?: number;
   /**
-   * What a call does when the lock is held elsewhere. Default: scheduled and event handlers skip the
-   * run, route handlers answer 423 Locked, any other caller gets `LockedError`. `'skip'` resolves to
-   * undefined without running the method; `'throw'` rejects with `LockedError`.
+   * What a call does when the lock is held elsewhere. Default: scheduled, event and event-pattern handlers
+   * skip the run, route handlers answer 423 Locked, GraphQL resolvers, message handlers and WebSocket
+   * gateways reject with their context's error, any other caller gets `LockedError`. `'skip'` resolves
+   * to undefined without running the method; `'throw'` rejects with `LockedError`.
    */
   onLocked?: 'skip' | 'throw';
 }
@@ -31,8 +33,10 @@ const LOCK_MANAGERS = Symbol('LockManagers for @WithLock');
  * Runs the method while holding a lock: `@WithLock('reports:nightly', { minHold: 5 })`, or a name
  * built from the call's arguments, `@WithLock((id: string) => \`payment:${id}\`)`. The lock is taken
  * before the method starts, renewed while it runs, and released when the promise it returns settles
- * (the decorated method always returns a promise). Works above or below `@Cron`, `@Interval`,
- * `@Timeout`, `@OnEvent` and route decorators, on methods of providers and controllers created by Nest.
+ * (the decorated method always returns a promise); when the method returns an Observable, when the
+ * subscription Nest makes to it completes, errors or is unsubscribed. Works above or below `@Cron`,
+ * `@Interval`, `@Timeout`, `@OnEvent`, route, resolver, message and gateway decorators, on methods of
+ * providers and controllers created by Nest.
  */
 export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
@@ -59,9 +63,9 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       }
       const lockName = typeof name === 'function' ? name.apply(this, args) : name;
       const calledAt = performance.now();
-      const run = await managers.run(lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
+      const run = await runHoldingObservables(managers, lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
       if ('value' in run) return run.value;
-      const behaviour = onLocked ?? defaultWhenLocked(locked);
+      const behaviour = whenLockedBehaviour(onLocked, locked);
       if (behaviour === 'skip') return skip(managers, run.locked, where, calledAt);
       return whenLocked(behaviour, run.locked);
     };
