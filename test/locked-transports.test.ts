@@ -43,8 +43,8 @@ class LedgerHandlers {
 
   @MessagePattern('entries')
   @WithLock((account: string) => `ledger:${account}`)
-  listEntries(@Payload() account: string): Observable<number> {
-    return this.entries.pipe(take(2));
+  listEntries(@Payload() account: string): Observable<string> {
+    return this.entries.pipe(take(2), map((entry) => `${account}: ${entry}`));
   }
 
   @MessagePattern('refund')
@@ -84,7 +84,7 @@ class PricesGateway {
 
 async function graphql(url: string, query: string): Promise<{ data?: unknown; errors?: unknown[] }> {
   const response = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
-  return response.json();
+  return (await response.json()) as { data?: unknown; errors?: unknown[] };
 }
 
 describe('locked handlers of every kind, on the in-memory store', () => {
@@ -130,7 +130,7 @@ describe('locked handlers of every kind, on the in-memory store', () => {
     const connect = async () => {
       const client = io(url, { transports: ['websocket'] });
       clients.push(client);
-      await new Promise((connected) => client.once('connect', connected));
+      await new Promise<void>((connected) => client.once('connect', () => connected()));
       return client;
     };
     afterAll(() => clients.forEach((client) => client.disconnect()));
@@ -188,7 +188,7 @@ describe('locked microservice handlers over TCP, on the in-memory store', () => 
     handlers.entries.next(10);
     expect(await locks.isLocked('ledger:A-1')).toBe(true);
     handlers.entries.next(20);
-    expect(await first).toEqual([10, 20]);
+    expect(await first).toEqual(['A-1: 10', 'A-1: 20']);
     await until(async () => !(await locks.isLocked('ledger:A-1')));
   });
 
