@@ -7,11 +7,11 @@ import { lockedErrorFor } from './locked-errors';
 
 const logger = new Logger('WithLock');
 
-/** What a `@WithLock` call does when the lock is held elsewhere: skip the run, or reject as its kind of handler expects. */
-export type LockedBehaviour = HandlerKind;
-
-/** By the kind of handler the method is, unless `onLocked` says otherwise ('throw' rejects with the `LockedError` itself). */
-export function whenLockedBehaviour(onLocked: 'skip' | 'throw' | undefined, handler: object): LockedBehaviour {
+/**
+ * What a `@WithLock` call does when the lock is held elsewhere: what its kind of handler does (skip the
+ * run, or reject with that kind's error), unless `onLocked` says otherwise ('throw': as a plain call does).
+ */
+export function whenLockedBehaviour(onLocked: 'skip' | 'throw' | undefined, handler: object): HandlerKind {
   if (onLocked === 'skip') return 'skip';
   if (onLocked === 'throw') return 'call';
   return handlerKind(handler);
@@ -27,6 +27,6 @@ export function skip(managers: LockManagers, error: LockedError, where: string, 
 }
 
 /** Rejects the call as its kind of handler expects. */
-export function whenLocked(behaviour: Exclude<LockedBehaviour, 'skip'>, error: LockedError): never {
+export function whenLocked(behaviour: Exclude<HandlerKind, 'skip'>, error: LockedError): never {
   throw lockedErrorFor(behaviour, error);
 }
