@@ -1,7 +1,9 @@
 export * from './errors';
 export { LockEntity } from './lock.entity';
 export type { LockRecord } from './lock.entity';
+export { InjectLockService } from './inject-lock-service.decorator';
 export { LockService } from './lock.service';
+export { getLockServiceToken } from './lockmgr.tokens';
 export type {
   GetLockOptions,
   LockManagerOptions,

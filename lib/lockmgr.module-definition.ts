@@ -2,6 +2,7 @@ import { ConfigurableModuleBuilder, Provider } from '@nestjs/common';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { LOCKMGR_DATA_SOURCE } from './lockmgr.constants';
+import { lockMgrExports } from './lockmgr.providers';
 import type { LockMgrModuleOptions } from './lockmgr-options';
 
 /** Options that shape the module itself, given beside the options (and the factory of `forRootAsync`). */
@@ -30,9 +31,14 @@ export const {
   // The method a `useClass` / `useExisting` options class implements: `LockMgrOptionsFactory`.
   .setFactoryMethodName('createLockMgrOptions')
   // Every extra is listed, even when undefined, so the builder keeps it out of the options value.
-  .setExtras<LockMgrModuleExtras>({ isGlobal: true, dataSource: undefined }, (definition, extras) => ({
-    ...definition,
-    global: extras.isGlobal,
-    providers: [...(definition.providers ?? []), dataSourceProvider(extras.dataSource)],
-  }))
+  .setExtras<LockMgrModuleExtras>({ isGlobal: true, dataSource: undefined }, (definition, extras) => {
+    const dataSource = dataSourceProvider(extras.dataSource);
+    const given = lockMgrExports(extras.dataSource);
+    return {
+      ...definition,
+      global: extras.isGlobal,
+      providers: [...(definition.providers ?? []), dataSource, ...given.providers],
+      exports: [...(definition.exports ?? []), ...given.exports],
+    };
+  })
   .build();

@@ -1,9 +1,11 @@
-import type { Provider } from '@nestjs/common';
+import type { DynamicModule, Provider } from '@nestjs/common';
+import type { DataSource } from 'typeorm';
 import { LockCleanupService } from './lock-cleanup.service';
 import { LockService } from './lock.service';
 import { LockManagers } from './lock-managers';
 import { LockOperations } from './lock-operations';
 import { LockMgrHealthIndicator } from './lockmgr.health';
+import { getLockManagersToken, getLockServiceToken, lockDataSourceName } from './lockmgr.tokens';
 
 /**
  * What every lock module provides on top of its store (`LOCK_DIALECT`) and its resolved options
@@ -18,5 +20,22 @@ export const LOCKMGR_PROVIDERS: Provider[] = [
   LockMgrHealthIndicator,
 ];
 
-/** `@WithLock` injects the managers into the classes it decorates, in the app's own modules. */
-export const LOCKMGR_EXPORTS = [LockService, LockManagers, LockMgrHealthIndicator];
+/**
+ * What a lock module on `dataSource` gives the app: `LockService` (and the managers `@WithLock` injects)
+ * under the data source's tokens, so that the modules of several data sources never hide each other.
+ * The default data source's module also gives the health indicator.
+ */
+export function lockMgrExports(dataSource?: string | DataSource): Required<Pick<DynamicModule, 'providers' | 'exports'>> {
+  if (lockDataSourceName(dataSource) === lockDataSourceName()) {
+    return { providers: [], exports: [LockService, LockManagers, LockMgrHealthIndicator] };
+  }
+  const service = getLockServiceToken(dataSource);
+  const managers = getLockManagersToken(dataSource);
+  return {
+    providers: [
+      { provide: service, useExisting: LockService },
+      { provide: managers, useExisting: LockManagers },
+    ],
+    exports: [service, managers],
+  };
+}
