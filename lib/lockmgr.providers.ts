@@ -4,6 +4,7 @@ import { LockService } from './lock.service';
 import { LockManagers } from './lock-managers';
 import { LockOperations } from './lock-operations';
 import { LockMgrHealthIndicator } from './lockmgr.health';
+import { LockMgrTelemetry } from './telemetry/lockmgr-telemetry';
 
 /**
  * What every lock module provides on top of its store (`LOCK_DIALECT`) and its resolved options
@@ -16,6 +17,8 @@ export const LOCKMGR_PROVIDERS: Provider[] = [
   LockCleanupService,
   // Loads @nestjs/terminus only when a check runs, so it costs nothing to apps without it.
   LockMgrHealthIndicator,
+  // Loads @opentelemetry/api at start-up, when it is installed, to record the metrics of the lock table.
+  LockMgrTelemetry,
 ];
 
 /** `@WithLock` injects the managers into the classes it decorates, in the app's own modules. */
