@@ -135,6 +135,25 @@ export const lockChannels: { [Event in keyof LockEventMessages]: LockEventChanne
   skipped: channel(LOCKMGR_CHANNELS.skipped),
 };
 
+/**
+ * @internal How an acquisition call ended (`getLock`, `tryLock`, managers, `withLock`, `@WithLock`,
+ * `renewLock` with `create`, `LockManager.lock`): the one outcome the public channels do not carry
+ * (calls that found the lock held or failed), for the metrics. Not part of the public API.
+ */
+export interface AcquisitionEndedMessage {
+  table: string;
+  /** `locked`: the lock stayed held elsewhere; `error`: the call threw (the database failed, or the caller gave up). */
+  outcome: 'acquired' | 'locked' | 'error';
+  /** Seconds from the call until it ended, waits included. */
+  seconds: number;
+}
+
+/** @internal Published where `LockOperations.acquire` ends; the metrics subscribe to it by this name. */
+export const ACQUISITION_ENDED_CHANNEL = 'nestjs-lockmgr:internal:acquisition-ended';
+
+/** @internal The channel of {@link AcquisitionEndedMessage}. */
+export const acquisitionEnded: LockEventChannel<AcquisitionEndedMessage> = channel(ACQUISITION_ENDED_CHANNEL);
+
 /** @internal Seconds since `start`, a `performance.now()`. */
 export function secondsSince(start: number): number {
   return (performance.now() - start) / 1000;

@@ -28,6 +28,11 @@ export interface LockMgrModuleOptions {
    * (a database that is down, restarting or unreachable). Default 5.
    */
   operationTimeout?: number;
+  /**
+   * Record OpenTelemetry metrics of the lock table (acquisitions, holds, losses, skipped runs) when
+   * `@opentelemetry/api` is installed; false turns them off. Default true.
+   */
+  telemetry?: boolean;
 }
 
 export interface ResolvedLockMgrOptions {
@@ -41,6 +46,7 @@ export interface ResolvedLockMgrOptions {
   notify: boolean;
   pollInterval: number;
   operationTimeout: number;
+  telemetry: boolean;
 }
 
 /** The names `LockMgrModule.forRoot` accepts as options; any other name is refused at start-up. */
@@ -54,6 +60,7 @@ export const MODULE_OPTION_NAMES = [
   'notify',
   'pollInterval',
   'operationTimeout',
+  'telemetry',
 ] as const;
 
 /** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
@@ -78,5 +85,6 @@ export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'
     notify: checkBoolean(given.notify, `${module} option notify`) ?? true,
     pollInterval: checkSeconds(given.pollInterval ?? 1, `${module} option pollInterval`, 3600, 0.01),
     operationTimeout: checkSeconds(given.operationTimeout ?? 5, `${module} option operationTimeout`, 600, 0.1),
+    telemetry: checkBoolean(given.telemetry, `${module} option telemetry`) ?? true,
   };
 }

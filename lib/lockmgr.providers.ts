@@ -6,6 +6,7 @@ import { LockManagers } from './lock-managers';
 import { LockOperations } from './lock-operations';
 import { LockMgrHealthIndicator } from './lockmgr.health';
 import { getLockManagersToken, getLockServiceToken, lockDataSourceName } from './lockmgr.tokens';
+import { LockMgrTelemetry } from './telemetry/lockmgr-telemetry';
 
 /**
  * What every lock module provides on top of its store (`LOCK_DIALECT`) and its resolved options
@@ -18,6 +19,8 @@ export const LOCKMGR_PROVIDERS: Provider[] = [
   LockCleanupService,
   // Loads @nestjs/terminus only when a check runs, so it costs nothing to apps without it.
   LockMgrHealthIndicator,
+  // Loads @opentelemetry/api at start-up, when it is installed, to record the metrics of the lock table.
+  LockMgrTelemetry,
 ];
 
 /**
