@@ -144,7 +144,8 @@ describe('nestjs-lockmgr/testing: a user tests lock code with no database', () =
 
   it('refuses bad options by name', () => {
     expect(() => LockMgrTestingModule.forRoot({ defaultExpires: -1 })).toThrow('LockMgrTestingModule option defaultExpires');
-    expect(() => LockMgrTestingModule.forRoot({ dataSource: 'x' } as never)).toThrow('unknown option "dataSource"');
+    expect(() => LockMgrTestingModule.forRoot({ dataSource: 42 } as never)).toThrow('LockMgrTestingModule option dataSource');
+    expect(() => LockMgrTestingModule.forRoot({ poolsize: 2 } as never)).toThrow('unknown option "poolsize"');
     expect(() => new ManualLockClock().advance(-1)).toThrow(RangeError);
   });
 });
