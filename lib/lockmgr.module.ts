@@ -2,7 +2,7 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { openDialect } from './dialects/create-dialect';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
-import { LOCKMGR_EXPORTS, LOCKMGR_PROVIDERS } from './lockmgr.providers';
+import { LOCKMGR_EXPORTS, LOCKMGR_IMPORTS, LOCKMGR_PROVIDERS } from './lockmgr.providers';
 import { resolveLockMgrOptions } from './lockmgr-options';
 
 /**
@@ -11,6 +11,7 @@ import { resolveLockMgrOptions } from './lockmgr-options';
  * next to the app's `TypeOrmModule`.
  */
 @Module({
+  imports: LOCKMGR_IMPORTS,
   providers: [
     { provide: LOCKMGR_OPTIONS, inject: [LOCKMGR_MODULE_OPTIONS], useFactory: resolveLockMgrOptions },
     {

@@ -1,4 +1,6 @@
 import type { Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { LeaderCampaigns } from './leadership/leader-campaigns';
 import { LockCleanupService } from './lock-cleanup.service';
 import { LockService } from './lock.service';
 import { LockManagers } from './lock-managers';
@@ -12,11 +14,15 @@ import { LockMgrHealthIndicator } from './lockmgr.health';
 export const LOCKMGR_PROVIDERS: Provider[] = [
   LockOperations,
   LockManagers,
+  LeaderCampaigns,
   LockService,
   LockCleanupService,
   // Loads @nestjs/terminus only when a check runs, so it costs nothing to apps without it.
   LockMgrHealthIndicator,
 ];
 
-/** `@WithLock` injects the managers into the classes it decorates, in the app's own modules. */
-export const LOCKMGR_EXPORTS = [LockService, LockManagers, LockMgrHealthIndicator];
+/** `@WithLock` and `@LeaderOnly` inject the managers and the leaderships into the classes they decorate, in the app's own modules. */
+export const LOCKMGR_EXPORTS = [LockService, LockManagers, LeaderCampaigns, LockMgrHealthIndicator];
+
+/** What every lock module imports: `@LeaderOnly` campaigns for the names of the decorated methods it finds at bootstrap. */
+export const LOCKMGR_IMPORTS = [DiscoveryModule];

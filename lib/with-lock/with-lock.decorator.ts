@@ -1,5 +1,4 @@
-import { Inject } from '@nestjs/common';
-import { PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
+import { injectProperty, standIn } from '../decorated-method';
 import { LockManagers } from '../lock-managers';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
@@ -47,7 +46,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
     }
     const className = target.constructor.name;
     const where = `${className}.${String(propertyKey)}`;
-    injectLockManagers(target);
+    injectProperty(target, LOCK_MANAGERS, LockManagers);
 
     const locked = async function (this: Record<symbol, LockManagers | undefined>, ...args: unknown[]): Promise<unknown> {
       const managers = this?.[LOCK_MANAGERS];
@@ -66,18 +65,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       return whenLocked(behaviour, run.locked);
     };
 
-    // Decorators applied before this one wrote their metadata on the original method; decorators
-    // applied after it write on the wrapper. Copying keeps both on the method Nest will find.
-    for (const key of Reflect.getOwnMetadataKeys(method)) {
-      Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, method), locked);
-    }
-    Object.defineProperty(locked, 'name', { value: method.name });
-    descriptor.value = locked as typeof descriptor.value;
+    descriptor.value = standIn(method, locked) as typeof descriptor.value;
     return descriptor;
   };
-}
-
-function injectLockManagers(prototype: object): void {
-  const injected: { key: string | symbol }[] = Reflect.getMetadata(PROPERTY_DEPS_METADATA, prototype.constructor) ?? [];
-  if (!injected.some((property) => property.key === LOCK_MANAGERS)) Inject(LockManagers)(prototype, LOCK_MANAGERS);
 }
