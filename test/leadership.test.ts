@@ -61,7 +61,7 @@ describeEachDatabase('LockService.lead', (database) => {
     expect(handOverMs).toBeLessThan(database.kind === 'postgres' ? 250 : 1250);
     expect(two.fencingToken!).toBeGreaterThan(firstTerm.token);
     expect(two.signal).not.toBe(firstTerm.signal);
-    await expect(one.elected()).rejects.toThrow('was resigned');
+    await expect(one.elected()).rejects.toThrow('This instance campaigns no more for the leadership of "indexer"');
 
     const messages = recorded.events.filter((entry) => entry.message.name === 'indexer');
     expect(messages.map(({ event, message }) => [event, (message as LockDemotedMessage).fencingToken, (message as LockDemotedMessage).reason])).toEqual([

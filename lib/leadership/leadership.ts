@@ -166,7 +166,7 @@ export class Leadership {
   }
 
   private notCampaigning(): Error {
-    return new Error(`The leadership of "${this.name}" was resigned: this instance campaigns no more.`);
+    return new Error(`This instance campaigns no more for the leadership of "${this.name}": it resigned, or the application is shutting down.`);
   }
 
   /** The term under way, if its lease surely lasts; a term whose lease may have run out ends here and now. */
