@@ -16,7 +16,10 @@ export type {
 export { LockContext } from './lock-context';
 export { LOCKMGR_CHANNELS } from './lock-events';
 export type {
+  DemotionReason,
   LockAcquiredMessage,
+  LockDemotedMessage,
+  LockElectedMessage,
   LockEventMessages,
   LockLostMessage,
   LockReleasedMessage,
@@ -35,3 +38,6 @@ export { createLockTableMigration, CreateLockTable1764115200000 } from './lock-t
 export type { LockTableMigrationOptions } from './lock-table.migration';
 export { WithLock } from './with-lock/with-lock.decorator';
 export type { LockNameFactory, WithLockOptions } from './with-lock/with-lock.decorator';
+export { LeaderOnly } from './leadership/leader-only.decorator';
+export { Leadership } from './leadership/leadership';
+export type { ElectedOptions, LeadOptions } from './leadership/leadership';

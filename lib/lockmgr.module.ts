@@ -3,7 +3,7 @@ import { openDialect } from './dialects/create-dialect';
 import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import { ConfigurableLockMgrModule, LOCKMGR_MODULE_OPTIONS, LOCKMGR_OPTIONS_TYPE } from './lockmgr.module-definition';
 import { LockTableClaim } from './lock-table-claims';
-import { LOCKMGR_PROVIDERS } from './lockmgr.providers';
+import { LOCKMGR_IMPORTS, LOCKMGR_PROVIDERS } from './lockmgr.providers';
 import { ResolvedLockMgrOptions, resolveLockMgrOptions } from './lockmgr-options';
 import type { DataSource } from 'typeorm';
 
@@ -13,6 +13,7 @@ import type { DataSource } from 'typeorm';
  * next to the app's `TypeOrmModule`.
  */
 @Module({
+  imports: LOCKMGR_IMPORTS,
   providers: [
     { provide: LOCKMGR_OPTIONS, inject: [LOCKMGR_MODULE_OPTIONS], useFactory: resolveLockMgrOptions },
     LockTableClaim,

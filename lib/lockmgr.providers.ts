@@ -1,9 +1,12 @@
 import type { DynamicModule, Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
 import type { DataSource } from 'typeorm';
+import { LeaderCampaigns } from './leadership/leader-campaigns';
 import { LockCleanupService } from './lock-cleanup.service';
 import { LockService } from './lock.service';
 import { LockManagers } from './lock-managers';
 import { LockOperations } from './lock-operations';
+import { LOCKMGR_DATA_SOURCE_NAME } from './lockmgr.constants';
 import { LockMgrHealthIndicator } from './lockmgr.health';
 import { getLockManagersToken, getLockServiceToken, lockDataSourceName } from './lockmgr.tokens';
 import { LockMgrTelemetry } from './telemetry/lockmgr-telemetry';
@@ -15,6 +18,7 @@ import { LockMgrTelemetry } from './telemetry/lockmgr-telemetry';
 export const LOCKMGR_PROVIDERS: Provider[] = [
   LockOperations,
   LockManagers,
+  LeaderCampaigns,
   LockService,
   LockCleanupService,
   // Loads @nestjs/terminus only when a check runs, so it costs nothing to apps without it.
@@ -29,16 +33,21 @@ export const LOCKMGR_PROVIDERS: Provider[] = [
  * The default data source's module also gives the health indicator.
  */
 export function lockMgrExports(dataSource?: string | DataSource): Required<Pick<DynamicModule, 'providers' | 'exports'>> {
+  const name: Provider = { provide: LOCKMGR_DATA_SOURCE_NAME, useValue: lockDataSourceName(dataSource) };
   if (lockDataSourceName(dataSource) === lockDataSourceName()) {
-    return { providers: [], exports: [LockService, LockManagers, LockMgrHealthIndicator] };
+    return { providers: [name], exports: [LockService, LockManagers, LeaderCampaigns, LockMgrHealthIndicator] };
   }
   const service = getLockServiceToken(dataSource);
   const managers = getLockManagersToken(dataSource);
   return {
     providers: [
+      name,
       { provide: service, useExisting: LockService },
       { provide: managers, useExisting: LockManagers },
     ],
     exports: [service, managers],
   };
 }
+
+/** What every lock module imports: `@LeaderOnly` campaigns for the names of the decorated methods it finds at bootstrap. */
+export const LOCKMGR_IMPORTS = [DiscoveryModule];

@@ -1,9 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { LockService } from './lock.service';
 import { LockManagers } from './lock-managers';
-
-/** The name TypeORM gives the data source nobody named. */
-const DEFAULT_DATA_SOURCE = 'default';
+import { DEFAULT_DATA_SOURCE_NAME as DEFAULT_DATA_SOURCE } from './lockmgr.constants';
 
 /**
  * The name a lock module is known by: its data source's name. An instance is known by the name it was

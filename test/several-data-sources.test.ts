@@ -2,9 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { Test, TestingModule } from '@nestjs/testing';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { getLockServiceToken, InjectLockService, LockContext, LockMgrModule, LockService, WithLock } from '../lib';
+import { getLockServiceToken, InjectLockService, LeaderOnly, LockContext, LockMgrModule, LockService, WithLock } from '../lib';
 import { LockMgrTestingModule } from '../lib/testing';
-import { dropLockTable } from './support/lock-app';
+import { dropLockTable, until } from './support/lock-app';
 import { testDatabase, uniqueName } from './support/test-databases';
 
 const postgres = testDatabase('postgres');
@@ -122,6 +122,15 @@ describe('Two lock modules on one data source', () => {
   });
 });
 
+/** A job that must run on one instance at a time, led in the default data source's table. */
+@Injectable()
+class Indexer {
+  @LeaderOnly('indexer', { expires: 5 })
+  index(): boolean {
+    return true;
+  }
+}
+
 describe('The testing module standing in for a named data source', () => {
   it('gives the LockService that @InjectLockService and @WithLock find', async () => {
     const moduleRef = await Test.createTestingModule({
@@ -133,6 +142,19 @@ describe('The testing module standing in for a named data source', () => {
     await exports.auditLocks.getLock('export');
     await expect(exports.auditExport()).rejects.toThrow('Lock "export" is held');
     expect(await exports.orderExport()).toBe(true);
+    await moduleRef.close();
+  });
+
+  it('leads @LeaderOnly names in the default data source only', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockMgrTestingModule.forRoot(), LockMgrTestingModule.forRoot({ dataSource: 'audit' })],
+      providers: [Exports, Indexer],
+    }).compile();
+    await moduleRef.init();
+    const exports = moduleRef.get(Exports);
+    await until(() => moduleRef.get(Indexer).index() === true);
+    expect(await exports.locks.isLocked('indexer')).toBe(true);
+    expect(await exports.auditLocks.isLocked('indexer')).toBe(false);
     await moduleRef.close();
   });
 });

@@ -1,6 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from '../lockmgr.constants';
-import { LOCKMGR_PROVIDERS, lockMgrExports } from '../lockmgr.providers';
+import { LOCKMGR_IMPORTS, LOCKMGR_PROVIDERS, lockMgrExports } from '../lockmgr.providers';
 import { LockMgrModuleOptions, MODULE_OPTION_NAMES, resolveLockMgrOptions } from '../lockmgr-options';
 import { checkBoolean, checkOptions } from '../validation';
 import type { LockClock } from './lock-clock';
@@ -54,6 +54,7 @@ export class LockMgrTestingModule {
     return {
       module: LockMgrTestingModule,
       global: checkBoolean(isGlobal, 'LockMgrTestingModule option isGlobal') ?? true,
+      imports: LOCKMGR_IMPORTS,
       providers: [
         { provide: LOCKMGR_OPTIONS, useValue: resolved },
         // A dialect per module, like a connection pool per app: closing one app leaves the store to the others.

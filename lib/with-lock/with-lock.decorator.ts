@@ -1,7 +1,6 @@
-import { Inject } from '@nestjs/common';
-import { PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
 import type { LockManagers } from '../lock-managers';
 import { getLockManagersToken, lockDataSourceName } from '../lockmgr.tokens';
+import { injectProperty, standIn } from '../decorated-method';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
 import { defaultWhenLocked, skip, whenLocked } from './when-locked';
@@ -63,7 +62,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
     }
     const className = target.constructor.name;
     const where = `${className}.${String(propertyKey)}`;
-    injectLockManagers(target, property, dataSource);
+    injectProperty(target, property, getLockManagersToken(dataSource));
 
     const locked = async function (this: Record<symbol, LockManagers | undefined>, ...args: unknown[]): Promise<unknown> {
       const managers = this?.[property];
@@ -82,18 +81,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       return whenLocked(behaviour, run.locked);
     };
 
-    // Decorators applied before this one wrote their metadata on the original method; decorators
-    // applied after it write on the wrapper. Copying keeps both on the method Nest will find.
-    for (const key of Reflect.getOwnMetadataKeys(method)) {
-      Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, method), locked);
-    }
-    Object.defineProperty(locked, 'name', { value: method.name });
-    descriptor.value = locked as typeof descriptor.value;
+    descriptor.value = standIn(method, locked) as typeof descriptor.value;
     return descriptor;
   };
-}
-
-function injectLockManagers(prototype: object, property: symbol, dataSource: string | undefined): void {
-  const injected: { key: string | symbol }[] = Reflect.getMetadata(PROPERTY_DEPS_METADATA, prototype.constructor) ?? [];
-  if (!injected.some(({ key }) => key === property)) Inject(getLockManagersToken(dataSource))(prototype, property);
 }
