@@ -1,7 +1,9 @@
 export * from './errors';
 export { LockEntity } from './lock.entity';
 export type { LockRecord } from './lock.entity';
+export { InjectLockService } from './inject-lock-service.decorator';
 export { LockService } from './lock.service';
+export { getLockServiceToken } from './lockmgr.tokens';
 export type {
   GetLockOptions,
   LockManagerOptions,
@@ -14,7 +16,10 @@ export type {
 export { LockContext } from './lock-context';
 export { LOCKMGR_CHANNELS } from './lock-events';
 export type {
+  DemotionReason,
   LockAcquiredMessage,
+  LockDemotedMessage,
+  LockElectedMessage,
   LockEventMessages,
   LockLostMessage,
   LockReleasedMessage,
@@ -34,3 +39,6 @@ export type { LockTableMigrationOptions } from './lock-table.migration';
 export { LockedErrorFilter } from './locked-error.filter';
 export { WithLock } from './with-lock/with-lock.decorator';
 export type { LockNameFactory, WithLockOptions } from './with-lock/with-lock.decorator';
+export { LeaderOnly } from './leadership/leader-only.decorator';
+export { Leadership } from './leadership/leadership';
+export type { ElectedOptions, LeadOptions } from './leadership/leadership';

@@ -20,8 +20,12 @@ export const LOCKMGR_CHANNELS = {
   released: 'nestjs-lockmgr:released',
   /** A lock held by a manager, `withLock` or `@WithLock` was lost: {@link LockLostMessage}. */
   lost: 'nestjs-lockmgr:lost',
-  /** A `@WithLock` method did not run because its lock was held elsewhere: {@link LockSkippedMessage}. */
+  /** A `@WithLock` method did not run because its lock was held elsewhere, or a `@LeaderOnly` one because this instance does not lead: {@link LockSkippedMessage}. */
   skipped: 'nestjs-lockmgr:skipped',
+  /** This instance became the leader of a name (`lead()`, `@LeaderOnly`): {@link LockElectedMessage}. */
+  elected: 'nestjs-lockmgr:elected',
+  /** This instance's term as leader of a name ended: {@link LockDemotedMessage}. */
+  demoted: 'nestjs-lockmgr:demoted',
 } as const;
 
 /**
@@ -96,7 +100,8 @@ export interface LockLostMessage {
 /**
  * Published on `nestjs-lockmgr:skipped` when a `@WithLock` method skipped a run because its lock was
  * held elsewhere: a scheduled (`@Cron`, `@Interval`, `@Timeout`) or event (`@OnEvent`) handler, or
- * any method with `onLocked: 'skip'`.
+ * any method with `onLocked: 'skip'`; and when a `@LeaderOnly` method was called on an instance that
+ * does not lead its name.
  */
 export interface LockSkippedMessage {
   table: string;
@@ -109,6 +114,37 @@ export interface LockSkippedMessage {
   error: LockedError;
 }
 
+/** Published on `nestjs-lockmgr:elected` when a term of this instance as leader begins. */
+export interface LockElectedMessage {
+  table: string;
+  /** The name led (the name of the leader's lock). */
+  name: string;
+  /** The term's fencing token: greater than that of every earlier term of the name. */
+  fencingToken: number;
+  /** Seconds from the start of the campaign that won until the election. */
+  waited: number;
+}
+
+/** Why a term as leader ended. */
+export type DemotionReason = 'resigned' | 'lost' | 'shutdown';
+
+/** Published on `nestjs-lockmgr:demoted` when a term of this instance as leader ends, as its `signal` aborts. */
+export interface LockDemotedMessage {
+  table: string;
+  name: string;
+  /** The fencing token of the term that ended. */
+  fencingToken: number;
+  /**
+   * `resigned`: `resign()` was called; `shutdown`: the application shut down; `lost`: the lease could
+   * no longer be counted on (renewals failed, the process stalled, or someone force-released the lock).
+   */
+  reason: DemotionReason;
+  /** Seconds the term lasted, by this process's monotonic clock. */
+  held: number;
+  /** The `LockLostError` the term's `signal` aborts with; its message says why the term ended. */
+  error: LockLostError;
+}
+
 /** The message of each channel of `LOCKMGR_CHANNELS`. */
 export interface LockEventMessages {
   acquired: LockAcquiredMessage;
@@ -116,6 +152,8 @@ export interface LockEventMessages {
   released: LockReleasedMessage;
   lost: LockLostMessage;
   skipped: LockSkippedMessage;
+  elected: LockElectedMessage;
+  demoted: LockDemotedMessage;
 }
 
 interface LockEventChannel<Message> {
@@ -133,7 +171,28 @@ export const lockChannels: { [Event in keyof LockEventMessages]: LockEventChanne
   released: channel(LOCKMGR_CHANNELS.released),
   lost: channel(LOCKMGR_CHANNELS.lost),
   skipped: channel(LOCKMGR_CHANNELS.skipped),
+  elected: channel(LOCKMGR_CHANNELS.elected),
+  demoted: channel(LOCKMGR_CHANNELS.demoted),
 };
+
+/**
+ * @internal How an acquisition call ended (`getLock`, `tryLock`, managers, `withLock`, `@WithLock`,
+ * `renewLock` with `create`, `LockManager.lock`): the one outcome the public channels do not carry
+ * (calls that found the lock held or failed), for the metrics. Not part of the public API.
+ */
+export interface AcquisitionEndedMessage {
+  table: string;
+  /** `locked`: the lock stayed held elsewhere; `error`: the call threw (the database failed, or the caller gave up). */
+  outcome: 'acquired' | 'locked' | 'error';
+  /** Seconds from the call until it ended, waits included. */
+  seconds: number;
+}
+
+/** @internal Published where `LockOperations.acquire` ends; the metrics subscribe to it by this name. */
+export const ACQUISITION_ENDED_CHANNEL = 'nestjs-lockmgr:internal:acquisition-ended';
+
+/** @internal The channel of {@link AcquisitionEndedMessage}. */
+export const acquisitionEnded: LockEventChannel<AcquisitionEndedMessage> = channel(ACQUISITION_ENDED_CHANNEL);
 
 /** @internal Seconds since `start`, a `performance.now()`. */
 export function secondsSince(start: number): number {

@@ -2,6 +2,7 @@ import { LockedError, LockLostError, LockNotFoundError } from './errors';
 import { isLockHandle, LockEntity } from './lock.entity';
 import { heldSeconds, lockChannels } from './lock-events';
 import { LongTimer, setLongTimeout } from './long-timer';
+import { lossMarginSeconds } from './loss-margin';
 import { MANAGER_LOCK_OPTIONS, MANAGER_RENEW_OPTIONS, ManagerLockOptions, ManagerRenewOptions } from './lock-options';
 import type { LockOperations } from './lock-operations';
 import type { AcquireAttempt } from './lock-requests';
@@ -33,8 +34,6 @@ interface HeldLock {
 
 /** Renewals that fail (the database is unreachable) are retried at least this often until the lease ends. */
 const RETRY_RENEWAL_MS = 1000;
-/** The part of a short lease kept between declaring a lock lost and the lease's end. */
-const LOSS_MARGIN_SHARE = 0.2;
 
 /**
  * A group of locks taken together and released together (django-lockmgr's `LockMgr`): the main lock,
@@ -233,7 +232,7 @@ export class LockManager implements AsyncDisposable {
     const secondsLeft = lock.expiresSeconds;
     if (secondsLeft === null) return;
     // If no renewal lands in time, the holder must learn it while the lock is still its own.
-    const margin = Math.min(this.settings.lossMargin, (expires ?? secondsLeft) * LOSS_MARGIN_SHARE);
+    const margin = lossMarginSeconds(this.settings.lossMargin, expires ?? secondsLeft);
     held.expiryTimer = setLongTimeout(
       () => this.lose(lock.name, 'its lease was about to run out, and no renewal had reached the database'),
       (secondsLeft - margin) * 1000,

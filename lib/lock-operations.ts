@@ -5,7 +5,7 @@ import { AbandonedLocks } from './abandoned-locks';
 import type { HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode } from './dialects/lock-dialect';
 import { LockDatabaseError, LockedError, LockMgrError } from './errors';
 import { LockEntity, LockRecord } from './lock.entity';
-import { heldSeconds, leaseOf, lockChannels, secondsSince } from './lock-events';
+import { acquisitionEnded, heldSeconds, leaseOf, lockChannels, secondsSince } from './lock-events';
 import { AcquireAttempt, LockRequests } from './lock-requests';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import type { ResolvedLockMgrOptions } from './lockmgr-options';
@@ -28,6 +28,8 @@ export class LockOperations {
   readonly elapsed: () => number;
   /** Aborted when the application starts shutting down: waits for a lock end there. */
   private readonly shuttingDown = new AbortController();
+  /** Aborted once shutdown has let go of the app's locks and closed the store. */
+  private readonly closing = new AbortController();
   private readonly abandoned: AbandonedLocks;
 
   constructor(
@@ -47,12 +49,33 @@ export class LockOperations {
     return this.options.tableName;
   }
 
+  /** Aborted at the very end of shutdown, once no lock is held through this app and its store is closed. */
+  get closed(): AbortSignal {
+    return this.closing.signal;
+  }
+
   /**
    * Tries to take a lock until it succeeds or `wait` runs out. Between attempts it sleeps until a release
    * wakes it, the holder's lease ends, or a poll is due (backing off, with jitter). A wait goes on through
    * failed database calls; it throws `LockDatabaseError` only if no attempt reached the database.
    */
-  async acquire({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
+  async acquire(attempt: AcquireAttempt): Promise<LockEntity | LockedError> {
+    if (!acquisitionEnded.hasSubscribers) return this.attempt(attempt);
+    const calledAt = performance.now();
+    const ended = (outcome: 'acquired' | 'locked' | 'error') =>
+      acquisitionEnded.publish({ table: this.tableName, outcome, seconds: secondsSince(calledAt) });
+    try {
+      const lock = await this.attempt(attempt);
+      ended(lock instanceof LockedError ? 'locked' : 'acquired');
+      return lock;
+    } catch (error) {
+      ended('error');
+      throw error;
+    }
+  }
+
+  /** The wait loop of `acquire`. */
+  private async attempt({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
     const startedAt = performance.now();
     const giveUpAt = startedAt + wait * 1000;
@@ -187,8 +210,12 @@ export class LockOperations {
 
   /** The last step of shutting down, once no lock is held through this app any more. */
   async close(): Promise<void> {
-    await this.abandoned.close();
-    await this.dialect.close();
+    try {
+      await this.abandoned.close();
+      await this.dialect.close();
+    } finally {
+      this.closing.abort();
+    }
   }
 
   /**

@@ -1,5 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { LockedError, LockFailError, LockNotFoundError } from './errors';
+import { LeaderCampaigns } from './leadership/leader-campaigns';
+import type { LeadOptions, Leadership } from './leadership/leadership';
 import { LockEntity } from './lock.entity';
 import type { LockManager } from './lock-manager';
 import { LockManagers } from './lock-managers';
@@ -22,6 +24,7 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
   constructor(
     private readonly operations: LockOperations,
     private readonly managers: LockManagers,
+    private readonly campaigns: LeaderCampaigns,
   ) {}
 
   /**
@@ -150,16 +153,31 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     return outcome.value;
   }
 
-  /** The first step of shutting down: acquisitions still waiting for a lock give up, as if their `wait` had run out. */
+  /**
+   * Campaigns in the background for the leadership of `name`: at most one instance leads it at any
+   * moment (see `Leadership`). One app has one leadership per name: calling `lead` again with the same
+   * options returns the same `Leadership` (other options throw), until it resigns. Application shutdown
+   * resigns it.
+   */
+  lead(name: string, options?: LeadOptions): Leadership {
+    return this.campaigns.lead(name, options, 'lead');
+  }
+
+  /**
+   * The first step of shutting down: campaigns for leadership stop, and acquisitions still waiting for a
+   * lock give up, as if their `wait` had run out.
+   */
   onModuleDestroy(): void {
+    this.campaigns.halt();
     this.operations.stopWaiting();
   }
 
   /**
-   * Before the app's resources close: a running `withLock` or `@WithLock` keeps (and renews) its lock
-   * until its work settles, so no work goes on unlocked; then the managers still open are released.
+   * Before the app's resources close: leaders resign; a running `withLock` or `@WithLock` keeps (and
+   * renews) its lock until its work settles, so no work goes on unlocked; then the managers still open are released.
    */
   async beforeApplicationShutdown(): Promise<void> {
+    await this.campaigns.resignAll();
     await this.managers.settle();
   }
 

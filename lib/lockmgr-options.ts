@@ -33,6 +33,11 @@ export interface LockMgrModuleOptions {
    * with `Retry-After` over HTTP (and its context's error elsewhere). False leaves it to the app. Default true.
    */
   lockedErrorFilter?: boolean;
+  /**
+   * Record OpenTelemetry metrics of the lock table (acquisitions, holds, losses, skipped runs) when
+   * `@opentelemetry/api` is installed; false turns them off. Default true.
+   */
+  telemetry?: boolean;
 }
 
 export interface ResolvedLockMgrOptions {
@@ -47,6 +52,7 @@ export interface ResolvedLockMgrOptions {
   pollInterval: number;
   operationTimeout: number;
   lockedErrorFilter: boolean;
+  telemetry: boolean;
 }
 
 /** The names `LockMgrModule.forRoot` accepts as options; any other name is refused at start-up. */
@@ -61,6 +67,7 @@ export const MODULE_OPTION_NAMES = [
   'pollInterval',
   'operationTimeout',
   'lockedErrorFilter',
+  'telemetry',
 ] as const;
 
 /** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
@@ -86,5 +93,6 @@ export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'
     pollInterval: checkSeconds(given.pollInterval ?? 1, `${module} option pollInterval`, 3600, 0.01),
     operationTimeout: checkSeconds(given.operationTimeout ?? 5, `${module} option operationTimeout`, 600, 0.1),
     lockedErrorFilter: checkBoolean(given.lockedErrorFilter, `${module} option lockedErrorFilter`) ?? true,
+    telemetry: checkBoolean(given.telemetry, `${module} option telemetry`) ?? true,
   };
 }

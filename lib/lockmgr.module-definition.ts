@@ -1,7 +1,8 @@
 import { ConfigurableModuleBuilder, Provider } from '@nestjs/common';
-import { getDataSourceToken } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { LOCKMGR_DATA_SOURCE } from './lockmgr.constants';
+import { loadOptionalDependency } from './optional-dependency';
+import { lockMgrExports } from './lockmgr.providers';
 import type { LockMgrModuleOptions } from './lockmgr-options';
 
 /** Options that shape the module itself, given beside the options (and the factory of `forRootAsync`). */
@@ -17,7 +18,18 @@ function dataSourceProvider(dataSource: string | DataSource | undefined): Provid
   if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
     throw new TypeError('LockMgrModule option dataSource must be the name of a TypeORM data source or a DataSource instance.');
   }
-  return { provide: LOCKMGR_DATA_SOURCE, useExisting: getDataSourceToken(dataSource) };
+  return { provide: LOCKMGR_DATA_SOURCE, useExisting: typeOrmModule().getDataSourceToken(dataSource) };
+}
+
+/**
+ * @nestjs/typeorm, loaded when a module names its data source rather than at import: its version 12 is
+ * an ES module only, which a test runner without `require(esm)` (jest on Node 20) cannot load, and
+ * tests that use `nestjs-lockmgr/testing` or import `LockService` never need it.
+ */
+function typeOrmModule(): typeof import('@nestjs/typeorm') {
+  const loaded = loadOptionalDependency<typeof import('@nestjs/typeorm')>('@nestjs/typeorm');
+  if (!loaded) throw new Error('LockMgrModule needs @nestjs/typeorm to find its data source: install it with "npm install @nestjs/typeorm".');
+  return loaded;
 }
 
 export const {
@@ -30,9 +42,14 @@ export const {
   // The method a `useClass` / `useExisting` options class implements: `LockMgrOptionsFactory`.
   .setFactoryMethodName('createLockMgrOptions')
   // Every extra is listed, even when undefined, so the builder keeps it out of the options value.
-  .setExtras<LockMgrModuleExtras>({ isGlobal: true, dataSource: undefined }, (definition, extras) => ({
-    ...definition,
-    global: extras.isGlobal,
-    providers: [...(definition.providers ?? []), dataSourceProvider(extras.dataSource)],
-  }))
+  .setExtras<LockMgrModuleExtras>({ isGlobal: true, dataSource: undefined }, (definition, extras) => {
+    const dataSource = dataSourceProvider(extras.dataSource);
+    const given = lockMgrExports(extras.dataSource);
+    return {
+      ...definition,
+      global: extras.isGlobal,
+      providers: [...(definition.providers ?? []), dataSource, ...given.providers],
+      exports: [...(definition.exports ?? []), ...given.exports],
+    };
+  })
   .build();

@@ -1,5 +1,5 @@
 /**
- * Loads an optional peer dependency (`@nestjs/schedule`, `@nestjs/terminus`) when it is first needed,
+ * Loads a peer dependency (`@nestjs/schedule`, `@nestjs/terminus`, `@nestjs/typeorm`) when it is first needed,
  * so that an app that did not install it can still load nestjs-lockmgr. Undefined when it is not installed.
  */
 export function loadOptionalDependency<T>(name: string): T | undefined {

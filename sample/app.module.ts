@@ -5,6 +5,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { LockMgrModule } from '../lib';
 import { sampleDataSourceOptions } from './database';
 import { HealthController } from './health.controller';
+import { IndexerJob } from './indexer.job';
 import { instanceName } from './instance';
 import { LocksController } from './locks.controller';
 import { PaymentsController } from './payments.controller';
@@ -20,6 +21,6 @@ import { ReportJob } from './report.job';
     TerminusModule.forRoot(),
   ],
   controllers: [HealthController, LocksController, PaymentsController],
-  providers: [ReportJob],
+  providers: [ReportJob, IndexerJob],
 })
 export class AppModule {}

@@ -1,7 +1,7 @@
 /**
  * `npm start`: three instances of the sample on this host, on ports 3000 to 3002, sharing one lock
  * table (the SQLite file, or DATABASE_URL). Each line they print is prefixed with the instance's
- * name. Ctrl-C stops them all (a second Ctrl-C kills them).
+ * name. Ctrl-C stops them all (a second Ctrl-C kills them); `kill -INT <pid>` stops one, and the others go on.
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
@@ -32,10 +32,14 @@ for (let index = 1; index <= INSTANCES; index++) {
   });
   prefixLines(child.stdout!, name, process.stdout);
   prefixLines(child.stderr!, name, process.stderr);
+  console.log(`${name} | started as pid ${child.pid}, on port ${FIRST_PORT + index - 1}`);
   child.on('exit', (code, signal) => {
     running.delete(name);
     if (stopping && running.size === 0) console.log('all instances stopped');
-    if (!stopping) {
+    if (!stopping && (code === 0 || signal === 'SIGINT' || signal === 'SIGTERM')) {
+      // Stopped on its own (`kill -INT <pid>`): the others go on, and one of them takes over its leadership.
+      console.log(`${name} stopped; the other instances go on.`);
+    } else if (!stopping) {
       // One instance failing (a port in use, say) stops the cluster, rather than leave it half up.
       console.error(`${name} stopped (${signal ?? `exit code ${code}`}); stopping the others.`);
       process.exitCode = 1;

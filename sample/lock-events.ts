@@ -2,6 +2,8 @@ import { subscribe } from 'node:diagnostics_channel';
 import {
   LOCKMGR_CHANNELS,
   LockAcquiredMessage,
+  LockDemotedMessage,
+  LockElectedMessage,
   LockLostMessage,
   LockReleasedMessage,
   LockRenewedMessage,
@@ -17,8 +19,18 @@ const seconds = (value: number | null) => (value === null ? '?' : `${value.toFix
  * lost. With `all`, every acquisition, renewal and release too.
  */
 export function logLockEvents(all: boolean): void {
+  subscribe(LOCKMGR_CHANNELS.elected, (message) => {
+    const { name, fencingToken, waited } = message as LockElectedMessage;
+    console.log(`elected leader of "${name}" (term token ${fencingToken}) after campaigning ${seconds(waited)}`);
+  });
+  subscribe(LOCKMGR_CHANNELS.demoted, (message) => {
+    const { name, fencingToken, reason, held } = message as LockDemotedMessage;
+    console.log(`no longer leader of "${name}" (${reason}; term token ${fencingToken}, led ${seconds(held)})`);
+  });
   subscribe(LOCKMGR_CHANNELS.skipped, (message) => {
     const { method, name, error } = message as LockSkippedMessage;
+    // The indexer's followers skip the leader's work at every tick: that is the point, not news.
+    if (method === 'IndexerJob.index') return;
     console.log(`skipped ${method}: lock "${name}" is held ${error.lockedBy ? `by ${error.lockedBy}` : 'elsewhere'}`);
   });
   subscribe(LOCKMGR_CHANNELS.lost, (message) => {

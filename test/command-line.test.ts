@@ -374,6 +374,7 @@ describeEachDatabase('The nestjs-lockmgr command on the locks of a running app',
     const finished = await runCommand(['list', '--url', url, '--table', missing]);
     expect(finished).toMatchObject({ code: 1, stdout: '' });
     expect(finished.stderr).toMatch(new RegExp(`^nestjs-lockmgr list: In the .+: The lock table "${missing}" does not exist\\.`));
+    expect(finished.stderr).toContain('give that name with --table');
     const runner = app.dataSource.createQueryRunner();
     try {
       expect(await runner.hasTable(missing)).toBe(false);

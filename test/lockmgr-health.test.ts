@@ -5,11 +5,11 @@ import { DataSource } from 'typeorm';
 import { LockMgrHealthIndicator, LockMgrModuleOptions } from '../lib';
 import { HealthController } from '../sample/health.controller';
 import { dropLockTable, lockTestingModule, sleep } from './support/lock-app';
-import { compiledScript, runScript } from './support/processes';
 import { RecordingLogger } from './support/recording-logger';
 import { PROXIED_SERVERS, proxyServer, TcpProxy } from './support/tcp-proxy';
-import type { WithoutTerminusReport } from './workers/without-terminus-worker';
-import { describeEachDatabase, describeOnDatabase, removeSqliteFile, sqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
+import { describeEachDatabase, describeOnDatabase, removeSqliteFile, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
+import { runWithoutPackages } from './support/without-packages';
+import type { WithoutPackagesReport } from './workers/without-packages-worker';
 
 interface HealthApp {
   app: INestApplication;
@@ -157,17 +157,11 @@ describe('An app without @nestjs/terminus installed', () => {
   afterAll(() => removeSqliteFile(isolation));
 
   it('imports nestjs-lockmgr, starts and takes locks; only a health check asks for terminus', async () => {
-    const finished = await runScript('workers/without-terminus-worker.ts', [sqliteFile(isolation), isolation], {
-      execArgv: ['-r', compiledScript('workers/without-terminus.ts')],
-    });
-    expect(finished.stderr).toBe('');
-    expect(finished.code).toBe(0);
-    const report = JSON.parse(finished.stdout) as WithoutTerminusReport;
-    expect(report).toEqual<WithoutTerminusReport>({
-      terminusResolvable: false,
+    expect(await runWithoutPackages(['@nestjs/terminus'], isolation)).toEqual<WithoutPackagesReport>({
+      packages: { '@nestjs/terminus': { resolvable: false, loaded: false } },
       fencingToken: expect.any(Number),
+      withLock: 'ran',
       healthCheck: 'LockMgrHealthIndicator needs @nestjs/terminus: install it with "npm install @nestjs/terminus".',
-      terminusLoaded: false,
     });
   });
 });

@@ -2,7 +2,7 @@ import { Inject, Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockMgrOptionsFactory, LockService } from '../lib';
+import { createLockTableMigration, getLockServiceToken, LockMgrModule, LockMgrModuleOptions, LockMgrOptionsFactory, LockService } from '../lib';
 import { dropLockTable } from './support/lock-app';
 import { describeEachDatabase, removeSqliteFile, testDatabases, uniqueName } from './support/test-databases';
 
@@ -95,7 +95,7 @@ describeEachDatabase('LockMgrModule', (database) => {
     }).compile();
     await moduleRef.init();
     try {
-      await moduleRef.get(LockService).getLock('named');
+      await moduleRef.get<LockService>(getLockServiceToken('locks')).getLock('named');
       expect(await tableExists(moduleRef.get<DataSource>(getDataSourceToken('locks')), isolation)).toBe(true);
       expect(await tableExists(moduleRef.get(DataSource), isolation)).toBe(false);
     } finally {

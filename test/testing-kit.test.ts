@@ -2,7 +2,7 @@ import { Controller, Injectable, Param, Post } from '@nestjs/common';
 import { Cron, CronExpression } from '@nestjs/schedule';
 import { Test, TestingModule } from '@nestjs/testing';
 import type { AddressInfo } from 'node:net';
-import { LockContext, LockedError, LockLostError, LockService, WithLock } from '../lib';
+import { LeaderOnly, LockContext, LockedError, LockLostError, LockService, WithLock } from '../lib';
 import { LockMgrTestingModule, ManualLockClock, MemoryLockStore } from '../lib/testing';
 import { deferred, until } from './support/lock-app';
 
@@ -39,10 +39,21 @@ class PaymentsController {
   }
 }
 
+/** A user's job that must run on the leader only. */
+@Injectable()
+class SearchIndexer {
+  runs = 0;
+
+  @LeaderOnly('indexer', { expires: 15 })
+  tick(): void {
+    this.runs++;
+  }
+}
+
 async function testingApp(options: Parameters<typeof LockMgrTestingModule.forRoot>[0]): Promise<TestingModule> {
   const moduleRef = await Test.createTestingModule({
     imports: [LockMgrTestingModule.forRoot(options)],
-    providers: [NightlyReport, PaymentCapture],
+    providers: [NightlyReport, PaymentCapture, SearchIndexer],
   }).compile();
   return moduleRef.init();
 }
@@ -142,9 +153,30 @@ describe('nestjs-lockmgr/testing: a user tests lock code with no database', () =
     expect(await locks.isLocked('other')).toBe(false);
   });
 
+  it('runs a @LeaderOnly job on the leader, skips it once the lease ran out by the clock, and runs it again in the next term', async () => {
+    const indexer = app.get(SearchIndexer);
+    const leadership = app.get(LockService).lead('indexer', { expires: 15 });
+    await leadership.elected();
+    const firstToken = leadership.fencingToken!;
+    indexer.tick();
+    expect(indexer.runs).toBe(1);
+
+    clock.advance(16);
+    expect(leadership.isLeader).toBe(false);
+    indexer.tick();
+    expect(indexer.runs).toBe(1);
+
+    // Still campaigning: the lease is free, so this instance leads again, in a new term.
+    await leadership.elected();
+    expect(leadership.fencingToken).toBeGreaterThan(firstToken);
+    indexer.tick();
+    expect(indexer.runs).toBe(2);
+  });
+
   it('refuses bad options by name', () => {
     expect(() => LockMgrTestingModule.forRoot({ defaultExpires: -1 })).toThrow('LockMgrTestingModule option defaultExpires');
-    expect(() => LockMgrTestingModule.forRoot({ dataSource: 'x' } as never)).toThrow('unknown option "dataSource"');
+    expect(() => LockMgrTestingModule.forRoot({ dataSource: 42 } as never)).toThrow('LockMgrTestingModule option dataSource');
+    expect(() => LockMgrTestingModule.forRoot({ poolsize: 2 } as never)).toThrow('unknown option "poolsize"');
     expect(() => new ManualLockClock().advance(-1)).toThrow(RangeError);
   });
 });

@@ -46,7 +46,9 @@ export async function openLockConnection(target: DatabaseTarget, tableName: stri
     };
   } catch (error) {
     await dataSource.destroy();
-    throw new ConnectionError(`In the ${description}: ${messageOf(error)}`);
+    // The app's advice (turn on ensureTable) does not fit here: the likelier cause is another table name.
+    const hint = /does not exist/.test(messageOf(error)) ? ` If the app names its lock table otherwise (its tableName option), give that name with --table.` : '';
+    throw new ConnectionError(`In the ${description}: ${messageOf(error)}${hint}`);
   }
 }
 

@@ -1,14 +1,19 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from '../lockmgr.constants';
-import { LOCKMGR_EXPORTS, LOCKMGR_PROVIDERS } from '../lockmgr.providers';
+import { LOCKMGR_IMPORTS, LOCKMGR_PROVIDERS, lockMgrExports } from '../lockmgr.providers';
 import { LockMgrModuleOptions, MODULE_OPTION_NAMES, resolveLockMgrOptions } from '../lockmgr-options';
 import { checkBoolean, checkOptions } from '../validation';
 import type { LockClock } from './lock-clock';
 import { MemoryDialect } from './memory.dialect';
 import { MemoryLockStore } from './memory-lock-store';
 
-/** What `LockMgrTestingModule.forRoot` configures: the options of `LockMgrModule.forRoot`, without a data source. */
+/** What `LockMgrTestingModule.forRoot` configures: the options of `LockMgrModule.forRoot`. */
 export interface LockMgrTestingOptions extends LockMgrModuleOptions {
+  /**
+   * The name of the data source whose lock module this one stands in for, in apps with several: the
+   * `LockService` is then injected with `@InjectLockService(name)`. Default: the default data source.
+   */
+  dataSource?: string;
   /** The clock that decides when leases end: a `ManualLockClock` to move time in a test. Default: real time. */
   clock?: LockClock;
   /**
@@ -28,26 +33,36 @@ export interface LockMgrTestingOptions extends LockMgrModuleOptions {
 @Module({})
 export class LockMgrTestingModule {
   static forRoot(options?: LockMgrTestingOptions): DynamicModule {
-    const names = [...MODULE_OPTION_NAMES, 'clock', 'store', 'isGlobal'] as const;
-    const { clock, store: given, isGlobal, ...moduleOptions } = checkOptions<LockMgrTestingOptions>(options, 'LockMgrTestingModule options', names);
-    if (given !== undefined && !(given instanceof MemoryLockStore)) {
+    const names = [...MODULE_OPTION_NAMES, 'dataSource', 'clock', 'store', 'isGlobal'] as const;
+    const { dataSource, clock, store, isGlobal, ...moduleOptions } = checkOptions<LockMgrTestingOptions>(
+      options,
+      'LockMgrTestingModule options',
+      names,
+    );
+    if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
+      throw new TypeError('LockMgrTestingModule option dataSource must be the name of a data source.');
+    }
+    if (store !== undefined && !(store instanceof MemoryLockStore)) {
       throw new TypeError('LockMgrTestingModule option store must be a MemoryLockStore.');
     }
-    if (given && clock && given.clock !== clock) {
+    if (store && clock && store.clock !== clock) {
       throw new TypeError('LockMgrTestingModule options clock and store disagree: give the clock to the store, and only the store here.');
     }
-    const store = given ?? new MemoryLockStore(clock);
+    const table = store ?? new MemoryLockStore(clock);
     const resolved = resolveLockMgrOptions(moduleOptions, 'LockMgrTestingModule');
+    const given = lockMgrExports(dataSource);
     return {
       module: LockMgrTestingModule,
       global: checkBoolean(isGlobal, 'LockMgrTestingModule option isGlobal') ?? true,
+      imports: LOCKMGR_IMPORTS,
       providers: [
         { provide: LOCKMGR_OPTIONS, useValue: resolved },
         // A dialect per module, like a connection pool per app: closing one app leaves the store to the others.
-        { provide: LOCK_DIALECT, useFactory: () => new MemoryDialect(store) },
+        { provide: LOCK_DIALECT, useFactory: () => new MemoryDialect(table) },
         ...LOCKMGR_PROVIDERS,
+        ...given.providers,
       ],
-      exports: LOCKMGR_EXPORTS,
+      exports: given.exports,
     };
   }
 }

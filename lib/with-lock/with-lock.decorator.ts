@@ -1,6 +1,6 @@
-import { Inject } from '@nestjs/common';
-import { PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
-import { LockManagers } from '../lock-managers';
+import type { LockManagers } from '../lock-managers';
+import { getLockManagersToken, lockDataSourceName } from '../lockmgr.tokens';
+import { injectProperty, standIn } from '../decorated-method';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
 import { runHoldingObservables } from './observable-run';
@@ -21,13 +21,24 @@ export interface WithLockOptions extends ManagerHoldOptions {
    * to undefined without running the method; `'throw'` rejects with `LockedError`.
    */
   onLocked?: 'skip' | 'throw';
+  /** The name of the data source whose lock table holds the lock, in apps with several. Default: the default data source. */
+  dataSource?: string;
 }
 
-const WITH_LOCK_OPTIONS = ['expires', 'wait', 'onLocked', 'autoRenew', 'minHold'] as const;
+const WITH_LOCK_OPTIONS = ['expires', 'wait', 'onLocked', 'autoRenew', 'minHold', 'dataSource'] as const;
 const ON_LOCKED = ['skip', 'throw'] as const;
 
-/** The property that Nest's dependency injection fills with the app's lock managers, on every instance of a class that uses `@WithLock`. */
-const LOCK_MANAGERS = Symbol('LockManagers for @WithLock');
+/**
+ * The properties that Nest's dependency injection fills with the lock managers of each data source, on
+ * every instance of a class that uses `@WithLock`.
+ */
+const lockManagersProperties = new Map<string, symbol>();
+
+function lockManagersProperty(dataSource: string): symbol {
+  let property = lockManagersProperties.get(dataSource);
+  if (!property) lockManagersProperties.set(dataSource, (property = Symbol(`LockManagers of data source ${dataSource} for @WithLock`)));
+  return property;
+}
 
 /**
  * Runs the method while holding a lock: `@WithLock('reports:nightly', { minHold: 5 })`, or a name
@@ -40,8 +51,12 @@ const LOCK_MANAGERS = Symbol('LockManagers for @WithLock');
  */
 export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
-  const { onLocked, ...managerOptions } = checkOptions<WithLockOptions>(options, '@WithLock options', WITH_LOCK_OPTIONS);
+  const { onLocked, dataSource, ...managerOptions } = checkOptions<WithLockOptions>(options, '@WithLock options', WITH_LOCK_OPTIONS);
   checkOneOf(onLocked, '@WithLock option onLocked', ON_LOCKED);
+  if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
+    throw new TypeError('@WithLock option dataSource must be the name of a TypeORM data source.');
+  }
+  const property = lockManagersProperty(lockDataSourceName(dataSource));
   checkHoldOptions(managerOptions, '@WithLock');
 
   return (target, propertyKey, descriptor) => {
@@ -51,10 +66,10 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
     }
     const className = target.constructor.name;
     const where = `${className}.${String(propertyKey)}`;
-    injectLockManagers(target);
+    injectProperty(target, property, getLockManagersToken(dataSource));
 
     const locked = async function (this: Record<symbol, LockManagers | undefined>, ...args: unknown[]): Promise<unknown> {
-      const managers = this?.[LOCK_MANAGERS];
+      const managers = this?.[property];
       if (!managers) {
         throw new Error(
           `@WithLock on ${where} has no LockService: create ${className} through Nest's dependency injection ` +
@@ -70,18 +85,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       return whenLocked(behaviour, run.locked);
     };
 
-    // Decorators applied before this one wrote their metadata on the original method; decorators
-    // applied after it write on the wrapper. Copying keeps both on the method Nest will find.
-    for (const key of Reflect.getOwnMetadataKeys(method)) {
-      Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, method), locked);
-    }
-    Object.defineProperty(locked, 'name', { value: method.name });
-    descriptor.value = locked as typeof descriptor.value;
+    descriptor.value = standIn(method, locked) as typeof descriptor.value;
     return descriptor;
   };
-}
-
-function injectLockManagers(prototype: object): void {
-  const injected: { key: string | symbol }[] = Reflect.getMetadata(PROPERTY_DEPS_METADATA, prototype.constructor) ?? [];
-  if (!injected.some((property) => property.key === LOCK_MANAGERS)) Inject(LockManagers)(prototype, LOCK_MANAGERS);
 }

@@ -81,6 +81,7 @@ function compilerOptions(): ts.CompilerOptions {
     noEmit: true,
     declaration: false,
     sourceMap: false,
+    inlineSources: false,
     // A block is a module even if it neither imports nor exports: blocks never see each other's names.
     moduleDetection: ts.ModuleDetectionKind.Force,
     baseUrl: REPOSITORY,

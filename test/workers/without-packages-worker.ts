@@ -1,6 +1,8 @@
 /**
- * An app that uses nestjs-lockmgr, run with `without-terminus` preloaded: it starts, takes a lock,
- * tries a health check, and reports what happened and whether anything loaded `@nestjs/terminus`.
+ * An app that uses nestjs-lockmgr, run with `without-packages` preloaded: it starts, takes a lock
+ * directly and through `withLock`, tries a health check, and reports what happened and, for each
+ * package named in LOCKMGR_REPORTED_PACKAGES, whether this process could find it and whether anything
+ * loaded it.
  */
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -8,14 +10,12 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { sep } from 'node:path';
 import { LockMgrHealthIndicator, LockMgrModule, LockService } from '../../lib';
 
-export interface WithoutTerminusReport {
-  /** Whether this process could find @nestjs/terminus at all. */
-  terminusResolvable: boolean;
+export interface WithoutPackagesReport {
+  packages: Record<string, { resolvable: boolean; loaded: boolean }>;
   fencingToken: number;
-  /** The error of the health check. */
+  withLock: string;
+  /** What the health check resolved to, or its error. */
   healthCheck: string;
-  /** Whether any file of @nestjs/terminus was loaded. */
-  terminusLoaded: boolean;
 }
 
 function resolvable(name: string): boolean {
@@ -25,6 +25,11 @@ function resolvable(name: string): boolean {
   } catch {
     return false;
   }
+}
+
+function loaded(name: string): boolean {
+  const folder = `${sep}node_modules${sep}${name.split('/').join(sep)}${sep}`;
+  return Object.keys(require.cache).some((file) => file.includes(folder));
 }
 
 async function main(sqliteFile: string, tableName: string): Promise<void> {
@@ -40,16 +45,18 @@ async function main(sqliteFile: string, tableName: string): Promise<void> {
   const locks = app.get(LockService);
   const lock = await locks.getLock('job');
   await locks.unlock(lock);
+  const withLock = await locks.withLock('job', () => 'ran');
   const healthCheck = await app.get(LockMgrHealthIndicator).isHealthy().then(
     (result) => `resolved ${JSON.stringify(result)}`,
     (error: Error) => error.message,
   );
   await app.close();
-  const report: WithoutTerminusReport = {
-    terminusResolvable: resolvable('@nestjs/terminus'),
+  const reported = (process.env.LOCKMGR_REPORTED_PACKAGES ?? '').split(',');
+  const report: WithoutPackagesReport = {
+    packages: Object.fromEntries(reported.map((name) => [name, { resolvable: resolvable(name), loaded: loaded(name) }])),
     fencingToken: lock.fencingToken,
+    withLock,
     healthCheck,
-    terminusLoaded: Object.keys(require.cache).some((file) => file.includes(`${sep}@nestjs${sep}terminus${sep}`)),
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
