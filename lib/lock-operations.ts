@@ -203,6 +203,11 @@ export class LockOperations {
     lockChannels.renewed.publish({ table: this.tableName, ...leaseOf(record) });
   }
 
+  /** Aborted when the application starts shutting down. */
+  get stopping(): AbortSignal {
+    return this.shuttingDown.signal;
+  }
+
   /** The first step of shutting down: acquisitions still waiting for a lock give up, as if their `wait` had run out. */
   stopWaiting(): void {
     this.shuttingDown.abort();

@@ -171,3 +171,25 @@ describe('an Observable of a @WithLock method called by the app itself', () => {
     await until(async () => !(await app.locks.isLocked('report:5')));
   });
 });
+
+describe.each<Platform>(['Express', 'Fastify'])('shutting down an app on %s while a locked stream is open', (platform) => {
+  it('ends the stream, releases its lock and closes, however long the client would have read', async () => {
+    const { app, url, locks } = await startApp(platform, new ManualLockClock());
+    const client = new AbortController();
+    try {
+      const stream = await fetch(`${url}/reports/9/events`, { signal: client.signal });
+      const reader = stream.body!.getReader();
+      let received = '';
+      while (!received.includes('"tick":0')) received += new TextDecoder().decode((await reader.read()).value);
+      expect(await locks.isLocked('events:9')).toBe(true);
+
+      const startedAt = performance.now();
+      await app.close();
+      expect(performance.now() - startedAt).toBeLessThan(5000);
+      // The server ended the response: the client reads to its end instead of waiting for ever.
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read());
+    } finally {
+      client.abort();
+    }
+  });
+});

@@ -7,7 +7,7 @@ import { requireOptionalDependency } from '../optional-dependency';
 interface ObservableLike {
   subscribe(subscriber: object): { unsubscribe(): void };
 }
-type ObservableClass = new (subscribe: (subscriber: { error(error: unknown): void }) => () => void) => ObservableLike;
+type ObservableClass = new (subscribe: (subscriber: { error(error: unknown): void; complete(): void }) => () => void) => ObservableLike;
 
 const logger = new Logger('WithLock');
 
@@ -21,7 +21,9 @@ function isObservable(value: unknown): value is ObservableLike {
  * Runs `work` holding the lock, as `LockManagers.run` does. When it returns an Observable (or a promise of
  * one), the call resolves at once to an Observable that keeps the lock until its subscription completes,
  * errors or is unsubscribed: Nest subscribes to what a handler returns as soon as it gets it, over HTTP,
- * microservices and WebSockets alike. One not subscribed by then lets the lock go.
+ * microservices and WebSockets alike. One not subscribed by then lets the lock go. When the app shuts
+ * down, a stream still open (server-sent events, a socket) completes, so that shutdown, which waits for
+ * locked work, is not held up by a client that keeps reading.
  */
 export function runHoldingObservables(
   managers: LockManagers,
@@ -37,7 +39,7 @@ export function runHoldingObservables(
       if (!isObservable(value)) return value;
       return new Promise<void>((finished) => {
         handedOver = true;
-        resolve({ value: holdWhileSubscribed(value, finished, `${caller} (${name})`) });
+        resolve({ value: holdWhileSubscribed(value, finished, managers.operations.stopping, `${caller} (${name})`) });
       });
     };
     managers.run(name, options, held, caller).then(resolve, (error: unknown) => {
@@ -51,9 +53,9 @@ export function runHoldingObservables(
 /**
  * An Observable that subscribes to `source` once, in the lock's `LockContext`, and calls `finished` when
  * that subscription ends (rxjs runs the teardown on completion, error and unsubscription alike), or when
- * nobody subscribed by the next turn of the event loop.
+ * nobody subscribed by the next turn of the event loop. `shutdown` completes it.
  */
-function holdWhileSubscribed(source: ObservableLike, finished: () => void, where: string): ObservableLike {
+function holdWhileSubscribed(source: ObservableLike, finished: () => void, shutdown: AbortSignal, where: string): ObservableLike {
   const { Observable } = requireOptionalDependency<{ Observable: ObservableClass }>('rxjs', 'to hold a lock while an Observable runs');
   const inLockContext = AsyncResource.bind(<T>(subscribe: () => T): T => subscribe());
   let state: 'waiting' | 'subscribed' | 'over' = 'waiting';
@@ -70,7 +72,11 @@ function holdWhileSubscribed(source: ObservableLike, finished: () => void, where
     state = 'subscribed';
     clearImmediate(unclaimed);
     const subscription = inLockContext(() => source.subscribe(subscriber));
+    const end = () => subscriber.complete();
+    if (shutdown.aborted) end();
+    else shutdown.addEventListener('abort', end, { once: true });
     return () => {
+      shutdown.removeEventListener('abort', end);
       subscription.unsubscribe();
       state = 'over';
       finished();
