@@ -3,6 +3,8 @@ import { PROPERTY_DEPS_METADATA } from '@nestjs/common/constants';
 import { LockManagers } from '../lock-managers';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
+import { CronSchedule } from './cron-schedule';
+import { runCronTick } from './cron-tick';
 import { defaultWhenLocked, skip, whenLocked } from './when-locked';
 
 /** Builds the lock name from the arguments of the call (called with the instance as `this`). */
@@ -59,7 +61,13 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       }
       const lockName = typeof name === 'function' ? name.apply(this, args) : name;
       const calledAt = performance.now();
-      const run = await managers.run(lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
+      const work = () => method.apply(this, args);
+      const caller = `@WithLock of ${where}`;
+      // Read at call time, as the kind of handler is: @Cron may come after this decorator.
+      const schedule = CronSchedule.of(locked);
+      const run = schedule
+        ? await runCronTick(managers, schedule, lockName, managerOptions, work, caller)
+        : await managers.run(lockName, managerOptions, work, caller);
       if ('value' in run) return run.value;
       const behaviour = onLocked ?? defaultWhenLocked(locked);
       if (behaviour === 'skip') return skip(managers, run.locked, where, calledAt);
