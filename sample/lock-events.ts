@@ -13,13 +13,13 @@ const seconds = (value: number | null) => (value === null ? '?' : `${value.toFix
 
 /**
  * Prints the lock events of this instance as plain lines. By default only what tells the story of the
- * cluster without burying its ticks: runs skipped because another instance held the lock, and locks
- * lost. With `all`, every acquisition, renewal and release too.
+ * cluster without burying its ticks: runs skipped because another instance took the tick or held the
+ * lock, and locks lost. With `all`, every acquisition, renewal and release too.
  */
 export function logLockEvents(all: boolean): void {
   subscribe(LOCKMGR_CHANNELS.skipped, (message) => {
-    const { method, name, error } = message as LockSkippedMessage;
-    console.log(`skipped ${method}: lock "${name}" is held ${error.lockedBy ? `by ${error.lockedBy}` : 'elsewhere'}`);
+    const { method, error } = message as LockSkippedMessage;
+    console.log(`skipped ${method}: ${error.message}`);
   });
   subscribe(LOCKMGR_CHANNELS.lost, (message) => {
     const { error, fencingToken, held } = message as LockLostMessage;

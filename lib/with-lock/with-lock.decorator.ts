@@ -30,11 +30,17 @@ const ON_LOCKED = ['skip', 'throw'] as const;
 const LOCK_MANAGERS = Symbol('LockManagers for @WithLock');
 
 /**
- * Runs the method while holding a lock: `@WithLock('reports:nightly', { minHold: 5 })`, or a name
- * built from the call's arguments, `@WithLock((id: string) => \`payment:${id}\`)`. The lock is taken
- * before the method starts, renewed while it runs, and released when the promise it returns settles
- * (the decorated method always returns a promise). Works above or below `@Cron`, `@Interval`,
- * `@Timeout`, `@OnEvent` and route decorators, on methods of providers and controllers created by Nest.
+ * Runs the method while holding a lock: `@WithLock('reports:nightly')`, or a name built from the
+ * call's arguments, `@WithLock((id: string) => \`payment:${id}\`)`. The lock is taken before the method
+ * starts, renewed while it runs, and released when the promise it returns settles (the decorated method
+ * always returns a promise). Works above or below `@Cron`, `@Interval`, `@Timeout`, `@OnEvent` and route
+ * decorators, on methods of providers and controllers created by Nest.
+ *
+ * On a `@Cron` method, each fire time of its schedule runs once across the cluster, with no `minHold`
+ * to tune: a call is for the latest fire time by the caller's clock, and first takes that tick as a
+ * lock of its own (`<name>@<fire time>`, kept for three periods), so a timer that fires late, or on a
+ * clock that is behind, finds its tick taken and skips. Holds while the instances' timers and clocks
+ * are off by up to a period; more than about two periods apart, a tick may run twice.
  */
 export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
