@@ -10,7 +10,7 @@ const SCHEDULE_CRON_OPTIONS = 'SCHEDULE_CRON_OPTIONS';
  * A timer may fire this many milliseconds before its fire time by the clock the tick is read from, and
  * still count for that tick. Kept far below the shortest period of a cron schedule (one second).
  */
-export const EARLY_TIMER_MS = 50;
+const EARLY_TIMER_MS = 50;
 
 /** How far back the latest fire time is looked for: a schedule that fired in none of these years cannot name a tick. */
 const LONGEST_LOOKBACK_MS = 2 ** 29 * 1000;
