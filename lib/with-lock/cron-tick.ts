@@ -13,7 +13,7 @@ const TICK_SUFFIX_LENGTH = '@2026-11-30T05:30:00Z'.length;
  * The name of the record of one tick of a lock: the lock name, `@`, and the tick's fire time in UTC to
  * the second (cron fire times are whole seconds), as `listLocks` and the command line show it.
  */
-export function tickRecordName(lockName: string, tick: CronTick): string {
+function tickRecordName(lockName: string, tick: CronTick): string {
   return `${lockName}@${new Date(tick.at).toISOString().replace('.000Z', 'Z')}`;
 }
 
