@@ -15,8 +15,8 @@ const seconds = (value: number | null) => (value === null ? '?' : `${value.toFix
 
 /**
  * Prints the lock events of this instance as plain lines. By default only what tells the story of the
- * cluster without burying its ticks: runs skipped because another instance held the lock, and locks
- * lost. With `all`, every acquisition, renewal and release too.
+ * cluster without burying its ticks: runs skipped because another instance took the tick or held the
+ * lock, and locks lost. With `all`, every acquisition, renewal and release too.
  */
 export function logLockEvents(all: boolean): void {
   subscribe(LOCKMGR_CHANNELS.elected, (message) => {
@@ -28,10 +28,10 @@ export function logLockEvents(all: boolean): void {
     console.log(`no longer leader of "${name}" (${reason}; term token ${fencingToken}, led ${seconds(held)})`);
   });
   subscribe(LOCKMGR_CHANNELS.skipped, (message) => {
-    const { method, name, error } = message as LockSkippedMessage;
+    const { method, error } = message as LockSkippedMessage;
     // The indexer's followers skip the leader's work at every tick: that is the point, not news.
     if (method === 'IndexerJob.index') return;
-    console.log(`skipped ${method}: lock "${name}" is held ${error.lockedBy ? `by ${error.lockedBy}` : 'elsewhere'}`);
+    console.log(`skipped ${method}: ${error.message}`);
   });
   subscribe(LOCKMGR_CHANNELS.lost, (message) => {
     const { error, fencingToken, held } = message as LockLostMessage;

@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CronWorkerSettings } from './workers/cron-worker';
+import type { CronRun, CronWorkerSettings } from './workers/cron-worker';
 import { createLockApp, dropLockTable, sleep } from './support/lock-app';
 import { Finished, ScriptProcess } from './support/processes';
 import { describeEachDatabase, TestDatabase, testDatabases, uniqueName } from './support/test-databases';
@@ -18,11 +18,11 @@ interface ClusterRun {
   exits: Finished[];
 }
 
-/** Three instances of an app with the same `@Cron('* * * * * *')` job guarded by `@WithLock`, for ten seconds. */
+/** Three instances of an app with the same `@Cron('* * * * * *')` job guarded by `@WithLock` (no minHold), for ten seconds. */
 async function runCluster(database: TestDatabase): Promise<ClusterRun> {
   const isolation = uniqueName('cron_cluster');
-  const tickLog = join(tmpdir(), `${isolation}.ticks`);
-  writeFileSync(tickLog, '');
+  const runLog = join(tmpdir(), `${isolation}.runs`);
+  writeFileSync(runLog, '');
   // Create the table once, so the instances race on the lock, not on the schema.
   await (await createLockApp(database, isolation)).close();
   try {
@@ -31,7 +31,10 @@ async function runCluster(database: TestDatabase): Promise<ClusterRun> {
         dataSourceOptions: database.dataSourceOptions(isolation),
         tableName: isolation,
         instance: `instance-${index + 1}`,
-        tickLog,
+        runLog,
+        schedule: '* * * * * *',
+        lockOptions: { expires: 5 },
+        jobMilliseconds: 0,
       };
       return new ScriptProcess('workers/cron-worker.ts', [JSON.stringify(settings)]);
     });
@@ -43,14 +46,15 @@ async function runCluster(database: TestDatabase): Promise<ClusterRun> {
     for (const worker of workers) worker.kill('SIGTERM');
     const exits = await Promise.all(workers.map((worker) => worker.finished));
     const ticks = new Map<number, string[]>();
-    for (const line of readFileSync(tickLog, 'utf8').trim().split('\n').filter(Boolean)) {
-      const [second, instance] = line.split(' ');
-      ticks.set(Number(second), [...(ticks.get(Number(second)) ?? []), instance]);
+    for (const line of readFileSync(runLog, 'utf8').trim().split('\n').filter(Boolean)) {
+      const { clock, instance }: CronRun = JSON.parse(line);
+      const second = Math.floor(clock / 1000);
+      ticks.set(second, [...(ticks.get(second) ?? []), instance]);
     }
     // The tick of the second in which the instances were stopped may have been cut short.
     return { ticks, firstFull, lastFull: Math.floor(stopAt / 1000) - 1, exits };
   } finally {
-    rmSync(tickLog, { force: true });
+    rmSync(runLog, { force: true });
     await dropLockTable(database, isolation);
   }
 }

@@ -68,11 +68,14 @@ describe('nestjs-lockmgr/testing: a user tests lock code with no database', () =
   });
   afterEach(() => app.close());
 
-  it('runs a @WithLock @Cron job, and skips it while the lock is held', async () => {
+  it('runs a @WithLock @Cron job once per tick of the clock, and skips it while the lock is held', async () => {
     const job = app.get(NightlyReport);
     await job.run();
     expect(job.tokens).toHaveLength(1);
+    await expect(job.run()).resolves.toBeUndefined(); // the tick of 00:00 ran already
+    expect(job.tokens).toHaveLength(1);
 
+    clock.advance(60); // the tick of 00:01
     const held = await app.get(LockService).getLock('reports:nightly');
     await expect(job.run()).resolves.toBeUndefined();
     expect(job.tokens).toHaveLength(1);

@@ -276,6 +276,9 @@ describeEachDatabase('@WithLock', (database) => {
     it('skip the run, with a debug line naming the lock, when the lock is held elsewhere', async () => {
       const names = ['cron-above', 'cron-below', 'event-above', 'event-below'] as const;
       const held = await Promise.all(names.map((name) => test.locks.getLock(name, { expires: 60 })));
+      // The cron methods ran a tick of this second already, which they would skip whatever the lock: the
+      // calls come as if their clock were an hour ahead, at ticks nobody ran.
+      const clock = jest.spyOn(Date, 'now').mockReturnValue(Date.now() + 3_600_000);
       try {
         const before = names.map((name) => jobs.runs.get(name) ?? 0);
         await expect(jobs.cronAbove()).resolves.toBeUndefined();
@@ -290,6 +293,7 @@ describeEachDatabase('@WithLock', (database) => {
         expect(skipped).toEqual(expect.arrayContaining([expect.stringMatching(/^Skipped ScheduledJobs\.eventAbove: Lock "event-above" is held/)]));
         expect(test.logger.lines('error')).toEqual([]);
       } finally {
+        clock.mockRestore();
         await Promise.all(held.map((lock) => test.locks.unlock(lock)));
       }
     });

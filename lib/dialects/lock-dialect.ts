@@ -28,6 +28,12 @@ export interface LockDialect {
    * lease between calls. Unset: the process's monotonic clock, which moves as a database server's does.
    */
   elapsed?(): number;
+  /**
+   * Milliseconds since the epoch by which `@WithLock` tells which tick of a `@Cron` schedule a call is
+   * for. Unset: the process's clock (`Date.now()`), which its cron timers follow. The in-memory store
+   * gives its own clock, so that a test moves from one tick to the next with `clock.advance`.
+   */
+  scheduleClock?(): number;
   /** Creates or completes the lock table; safe when many instances start at once. */
   ensureTable(): Promise<void>;
   /** Reads the table's shape (such as `maxNameLength`); called once at start-up, after `ensureTable` if enabled. */

@@ -57,6 +57,11 @@ export class MemoryDialect implements LockDialect {
     return this.store.now();
   }
 
+  /** The store's clock: the ticks of `@Cron` methods follow it too. */
+  scheduleClock(): number {
+    return this.store.now();
+  }
+
   private checkOpen(method: string): void {
     if (this.closed) throw new Error(`This connection to the in-memory lock store is closed: ${method} cannot run after close().`);
   }

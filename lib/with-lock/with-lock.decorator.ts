@@ -3,6 +3,8 @@ import { getLockManagersToken, lockDataSourceName } from '../lockmgr.tokens';
 import { injectProperty, standIn } from '../decorated-method';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
+import { CronSchedule } from './cron-schedule';
+import { runCronTick } from './cron-tick';
 import { runHoldingObservables } from './observable-run';
 import { skip, whenLocked, whenLockedBehaviour } from './when-locked';
 
@@ -41,13 +43,19 @@ function lockManagersProperty(dataSource: string): symbol {
 }
 
 /**
- * Runs the method while holding a lock: `@WithLock('reports:nightly', { minHold: 5 })`, or a name
- * built from the call's arguments, `@WithLock((id: string) => \`payment:${id}\`)`. The lock is taken
- * before the method starts, renewed while it runs, and released when the promise it returns settles
- * (the decorated method always returns a promise); when the method returns an Observable, when the
- * subscription Nest makes to it completes, errors or is unsubscribed. Works above or below `@Cron`,
- * `@Interval`, `@Timeout`, `@OnEvent`, route, resolver, message and gateway decorators, on methods of
- * providers and controllers created by Nest.
+ * Runs the method while holding a lock: `@WithLock('reports:nightly')`, or a name built from the
+ * call's arguments, `@WithLock((id: string) => \`payment:${id}\`)`. The lock is taken before the method
+ * starts, renewed while it runs, and released when the promise it returns settles (the decorated method
+ * always returns a promise); when the method returns an Observable, when the subscription Nest makes to
+ * it completes, errors or is unsubscribed. Works above or below `@Cron`, `@Interval`, `@Timeout`,
+ * `@OnEvent`, route, resolver, message and gateway decorators, on methods of providers and controllers
+ * created by Nest.
+ *
+ * On a `@Cron` method, each fire time of its schedule runs once across the cluster, with no `minHold`
+ * to tune: a call is for the latest fire time by the caller's clock, and first takes that tick as a
+ * lock of its own (`<name>@<fire time>`, kept for three periods), so a timer that fires late, or on a
+ * clock that is behind, finds its tick taken and skips. Holds while the instances' timers and clocks
+ * are off by up to a period; more than about two periods apart, a tick may run twice.
  */
 export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
@@ -78,7 +86,13 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       }
       const lockName = typeof name === 'function' ? name.apply(this, args) : name;
       const calledAt = performance.now();
-      const run = await runHoldingObservables(managers, lockName, managerOptions, () => method.apply(this, args), `@WithLock of ${where}`);
+      const work = () => method.apply(this, args);
+      const caller = `@WithLock of ${where}`;
+      // Read at call time, as the kind of handler is: @Cron may come after this decorator.
+      const schedule = CronSchedule.of(locked);
+      const run = schedule
+        ? await runCronTick(managers, schedule, lockName, managerOptions, work, caller)
+        : await runHoldingObservables(managers, lockName, managerOptions, work, caller);
       if ('value' in run) return run.value;
       const behaviour = whenLockedBehaviour(onLocked, locked);
       if (behaviour === 'skip') return skip(managers, run.locked, where, calledAt);
