@@ -7,10 +7,11 @@ import { instanceName } from './instance';
 export class PaymentsController {
   /**
    * One capture per payment at a time, whichever instance the request reaches. A second request for
-   * the same payment waits up to 2 seconds for the lock, then gets 423 Locked; other payments go ahead.
+   * the same payment waits up to 2 seconds for the lock, then gets 423 Locked with a Retry-After header
+   * (at most the 10-second lease, renewed while the capture runs); other payments go ahead.
    */
   @Post(':id/capture')
-  @WithLock((id: string) => `payment:${id}`, { wait: 2 })
+  @WithLock((id: string) => `payment:${id}`, { wait: 2, expires: 10 })
   async capture(@Param('id') id: string) {
     const { name, fencingToken } = LockContext.current();
     await sleep(3000); // stands for the call to the payment provider
