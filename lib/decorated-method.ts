@@ -19,3 +19,18 @@ export function injectProperty(prototype: object, property: symbol, token: Funct
   const injected: { key: string | symbol }[] = Reflect.getMetadata(PROPERTY_DEPS_METADATA, prototype.constructor) ?? [];
   if (!injected.some((entry) => entry.key === property)) Inject(token)(prototype, property);
 }
+
+/** @internal The method a method decorator wraps, and how messages name it (`Class.method`); refuses anything but an instance method. */
+export function instanceMethod(
+  decorator: string,
+  target: object,
+  propertyKey: string | symbol,
+  descriptor: PropertyDescriptor,
+): { method: Function; className: string; where: string } {
+  const method: unknown = descriptor.value;
+  if (typeof target === 'function' || typeof method !== 'function') {
+    throw new TypeError(`${decorator} decorates instance methods; ${String(propertyKey)} is not one.`);
+  }
+  const className = target.constructor.name;
+  return { method, className, where: `${className}.${String(propertyKey)}` };
+}

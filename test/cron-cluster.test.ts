@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { CronRun, CronWorkerSettings } from './workers/cron-worker';
 import { createLockApp, dropLockTable, sleep } from './support/lock-app';
 import { Finished, ScriptProcess } from './support/processes';
-import { describeEachDatabase, TestDatabase, testDatabases, uniqueName } from './support/test-databases';
+import { describeEachDatabase, startOnEachDatabase, TestDatabase, uniqueName } from './support/test-databases';
 
 const INSTANCES = 3;
 const SECONDS = 10;
@@ -59,15 +59,7 @@ async function runCluster(database: TestDatabase): Promise<ClusterRun> {
   }
 }
 
-// Both databases' clusters run at the same time: each mostly waits for its ticks.
-const runs = new Map<string, Promise<ClusterRun>>();
-beforeAll(() => {
-  for (const database of testDatabases.filter((candidate) => candidate.available)) {
-    const run = runCluster(database);
-    run.catch(() => undefined); // reported by the test that awaits it
-    runs.set(database.kind, run);
-  }
-});
+const runs = startOnEachDatabase(runCluster);
 
 describeEachDatabase('Three app instances with one @Cron job guarded by @WithLock', (database) => {
   it(`run each tick exactly once across the instances, over ${SECONDS} seconds`, async () => {

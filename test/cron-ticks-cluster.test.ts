@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { CronRun, CronWorkerSettings } from './workers/cron-worker';
 import { createLockApp, dropLockTable, sleep } from './support/lock-app';
 import { compiledScript, Finished, ScriptProcess } from './support/processes';
-import { describeEachDatabase, TestDatabase, testDatabases, uniqueName } from './support/test-databases';
+import { describeEachDatabase, startOnEachDatabase, TestDatabase, uniqueName } from './support/test-databases';
 
 const PERIOD_MS = 5000;
 const WINDOW_MS = 30_000;
@@ -86,15 +86,7 @@ function table(database: TestDatabase, { runs, ticks, skips }: ClusterRun): stri
   return [`${database.label}:`, '| tick (UTC) | ran on | skipped by |', '|---|---|---|', ...rows].join('\n');
 }
 
-// The three databases' clusters run at the same time: each mostly waits for its ticks.
-const clusters = new Map<string, Promise<ClusterRun>>();
-beforeAll(() => {
-  for (const database of testDatabases.filter((candidate) => candidate.available)) {
-    const cluster = runCluster(database);
-    cluster.catch(() => undefined); // reported by the test that awaits it
-    clusters.set(database.kind, cluster);
-  }
-});
+const clusters = startOnEachDatabase(runCluster);
 
 describeEachDatabase('Three instances of a @Cron job every 5 s with @WithLock and no minHold, one of them 2 s late', (database) => {
   it('run each fire time exactly once over 30 seconds, never two runs at a time', async () => {

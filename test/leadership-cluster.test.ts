@@ -5,13 +5,13 @@ import type { LeaderWorkerSettings } from './workers/leader-worker';
 import { FencedStore } from './support/fenced-store';
 import { createLockApp, dropLockTable, sleep, until } from './support/lock-app';
 import { ScriptProcess } from './support/processes';
-import { describeEachDatabase, TestDatabase, testDatabases, uniqueName } from './support/test-databases';
+import { describeEachDatabase, startOnEachDatabase, TestDatabase, uniqueName } from './support/test-databases';
 
 /** Seconds of the leaders' lease. */
 const EXPIRES = 2;
 
 interface WorkerEvent {
-  event: 'ready' | 'elected' | 'demoted' | 'tick' | 'fenced' | 'skipped' | 'woke' | 'demoted during the call';
+  event: 'ready' | 'elected' | 'demoted' | 'tick' | 'fenced' | 'skipped' | 'freezing' | 'woke' | 'demoted during the call';
   pid: number;
   /** Epoch milliseconds, fractions kept. */
   at: number;
@@ -28,8 +28,6 @@ class Instance {
   readonly events: WorkerEvent[] = [];
   readonly process: ScriptProcess;
   killedAt?: number;
-  /** When the test stalled its event loop: it could not act from then until it woke and found its term over. */
-  frozenAt?: number;
 
   constructor(settings: LeaderWorkerSettings) {
     const process = new ScriptProcess('workers/leader-worker.ts', [JSON.stringify(settings)], { input: true });
@@ -50,8 +48,12 @@ class Instance {
   }
 
   freeze(ms: number): void {
-    this.frozenAt = now();
     this.process.send({ do: 'freeze', ms });
+  }
+
+  /** When its event loop stalled, by its own report: it could not act from then until it woke and found its term over. */
+  get frozenAt(): number | undefined {
+    return this.of('freezing')[0]?.at;
   }
 
   kill(): void {
@@ -203,14 +205,7 @@ async function runCluster(database: TestDatabase): Promise<ClusterRun & { check:
   }
 }
 
-const runs = new Map<string, Promise<ClusterRun & { check: () => Term[] }>>();
-beforeAll(() => {
-  for (const database of testDatabases.filter((candidate) => candidate.available)) {
-    const run = runCluster(database);
-    run.catch(() => undefined); // reported by the test that awaits it
-    runs.set(database.kind, run);
-  }
-});
+const runs = startOnEachDatabase(runCluster);
 
 describeEachDatabase('Three app instances leading one name with @LeaderOnly', (database) => {
   it('have at most one leader at any moment, through a resign, a SIGKILL and a shutdown, with rising fencing tokens', async () => {

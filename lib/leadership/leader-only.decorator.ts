@@ -1,5 +1,5 @@
 import { LockedError } from '../errors';
-import { injectProperty, standIn } from '../decorated-method';
+import { injectProperty, instanceMethod, standIn } from '../decorated-method';
 import { checkLockName } from '../validation';
 import { skip } from '../with-lock/when-locked';
 import { LeaderCampaigns } from './leader-campaigns';
@@ -27,12 +27,7 @@ export function LeaderOnly(name: string, options?: LeadOptions): MethodDecorator
   checkLeadOptions(options, '@LeaderOnly');
 
   return (target, propertyKey, descriptor) => {
-    const method = descriptor.value;
-    if (typeof target === 'function' || typeof method !== 'function') {
-      throw new TypeError(`@LeaderOnly decorates instance methods; ${String(propertyKey)} is not one.`);
-    }
-    const className = target.constructor.name;
-    const where = `${className}.${String(propertyKey)}`;
+    const { method, className, where } = instanceMethod('@LeaderOnly', target, propertyKey, descriptor);
     recordLeaderOnlyUse(target.constructor, { name, options, where });
     injectProperty(target, LEADER_CAMPAIGNS, LeaderCampaigns);
 

@@ -1,6 +1,6 @@
 import type { LockManagers } from '../lock-managers';
 import { getLockManagersToken, lockDataSourceName } from '../lockmgr.tokens';
-import { injectProperty, standIn } from '../decorated-method';
+import { injectProperty, instanceMethod, standIn } from '../decorated-method';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
 import { checkLockName, checkOneOf, checkOptions } from '../validation';
 import { CronSchedule } from './cron-schedule';
@@ -68,12 +68,7 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
   checkHoldOptions(managerOptions, '@WithLock');
 
   return (target, propertyKey, descriptor) => {
-    const method = descriptor.value;
-    if (typeof target === 'function' || typeof method !== 'function') {
-      throw new TypeError(`@WithLock decorates instance methods; ${String(propertyKey)} is not one.`);
-    }
-    const className = target.constructor.name;
-    const where = `${className}.${String(propertyKey)}`;
+    const { method, className, where } = instanceMethod('@WithLock', target, propertyKey, descriptor);
     injectProperty(target, property, getLockManagersToken(dataSource));
 
     const locked = async function (this: Record<symbol, LockManagers | undefined>, ...args: unknown[]): Promise<unknown> {

@@ -72,3 +72,20 @@ export function describeEachDatabase(title: string, suite: (database: TestDataba
 export function testDatabase(kind: TestDatabase['kind']): TestDatabase {
   return testDatabases.find((database) => database.kind === kind)!;
 }
+
+/**
+ * Starts `run` on every available database before the file's tests, all at the same time (each mostly
+ * waits: for ticks, leases, processes), and gives each database's promise by its kind. A failure is
+ * reported by the test that awaits it.
+ */
+export function startOnEachDatabase<T>(run: (database: TestDatabase) => Promise<T>): Map<TestDatabase['kind'], Promise<T>> {
+  const started = new Map<TestDatabase['kind'], Promise<T>>();
+  beforeAll(() => {
+    for (const database of testDatabases.filter((candidate) => candidate.available)) {
+      const running = run(database);
+      running.catch(() => undefined);
+      started.set(database.kind, running);
+    }
+  });
+  return started;
+}

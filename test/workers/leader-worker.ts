@@ -63,6 +63,8 @@ async function main(settings: LeaderWorkerSettings): Promise<void> {
       await leadership!.resign();
       setTimeout(() => (leadership = locks.lead('leader', lead)), command.rejoinAfterMs ?? 0);
     } else if (command.do === 'freeze') {
+      // Said by the worker itself: a tick it ran before reading the command was still in its term.
+      report({ event: 'freezing' });
       const until = performance.now() + command.ms!;
       while (performance.now() < until) {
         // The event loop stalls: no timer, no renewal, no database answer runs meanwhile.
