@@ -37,7 +37,7 @@ export class LockOperations {
     @Inject(LOCKMGR_OPTIONS) readonly options: ResolvedLockMgrOptions,
   ) {
     this.requests = new LockRequests(dialect, options);
-    this.elapsed = dialect.elapsed ? () => dialect.elapsed!() : () => performance.now();
+    this.elapsed = dialect.clock ? () => dialect.clock!() : () => performance.now();
     // Every waiting acquisition listens to it while it sleeps: many at once are expected, not a leak.
     setMaxListeners(0, this.shuttingDown.signal);
     // A statement the client gave up on ends on the server within the operation timeout (a server-side limit).

@@ -24,16 +24,13 @@ export interface LockDialect {
    */
   readonly announcesReleases: boolean;
   /**
-   * Milliseconds on a scale that moves as the store's clock does, for handles to tell what is left of a
-   * lease between calls. Unset: the process's monotonic clock, which moves as a database server's does.
+   * The store's own clock, in milliseconds since the epoch, for a store whose time is not the process's:
+   * the in-memory store, whose clock a test moves. Handles tell what is left of a lease by it, `minHold`
+   * counts by it, and `@WithLock` names the tick of a `@Cron` call by it. Unset, for the databases: the
+   * process's clocks, a monotonic one for leases (it moves as the server's does) and `Date.now()` for
+   * ticks (the process's cron timers follow it).
    */
-  elapsed?(): number;
-  /**
-   * Milliseconds since the epoch by which `@WithLock` tells which tick of a `@Cron` schedule a call is
-   * for. Unset: the process's clock (`Date.now()`), which its cron timers follow. The in-memory store
-   * gives its own clock, so that a test moves from one tick to the next with `clock.advance`.
-   */
-  scheduleClock?(): number;
+  clock?(): number;
   /** Creates or completes the lock table; safe when many instances start at once. */
   ensureTable(): Promise<void>;
   /** Reads the table's shape (such as `maxNameLength`); called once at start-up, after `ensureTable` if enabled. */

@@ -52,13 +52,8 @@ export class MemoryDialect implements LockDialect {
 
   constructor(private readonly store: MemoryLockStore) {}
 
-  /** The store's clock: a handle's lease runs out as the test moves it. */
-  elapsed(): number {
-    return this.store.now();
-  }
-
-  /** The store's clock: the ticks of `@Cron` methods follow it too. */
-  scheduleClock(): number {
+  /** The store's clock: leases, handles, `minHold` and the ticks of `@Cron` methods move as the test moves it. */
+  clock(): number {
     return this.store.now();
   }
 

@@ -45,7 +45,7 @@ export async function runCronTick<T>(
 ): Promise<LockedRun<T>> {
   const { operations } = managers;
   checkLockName(lockName, `${caller} name (a @Cron method's, which keeps ${TICK_SUFFIX_LENGTH} characters for its ticks)`, operations.dialect.maxNameLength - TICK_SUFFIX_LENGTH);
-  const tick = schedule.tickAt(operations.dialect.scheduleClock?.() ?? Date.now());
+  const tick = schedule.tickAt(operations.dialect.clock?.() ?? Date.now());
   const recordName = tickRecordName(lockName, tick);
   const lease = ((tick.next - tick.at) * TICK_RECORD_PERIODS) / 1000;
   const record = await operations.acquire(operations.requests.acquisition(recordName, { expires: lease }, caller));
