@@ -40,7 +40,7 @@ async function post(url: string): Promise<{ status: number; retryAfter: string |
 const locked = {
   statusCode: 423,
   error: 'Locked',
-  message: 'Lock "payment:1" is held by another request; try again later.',
+  message: 'Lock "payment:1" is held elsewhere; try again later.',
   lock: 'payment:1',
 };
 

@@ -71,7 +71,7 @@ async function answer(response: Promise<Response>): Promise<{ status: number; re
 const locked = (lock: string) => ({
   statusCode: 423,
   error: 'Locked',
-  message: `Lock "${lock}" is held by another request; try again later.`,
+  message: `Lock "${lock}" is held elsewhere; try again later.`,
   lock,
 });
 

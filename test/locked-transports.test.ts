@@ -12,7 +12,7 @@ import { LockedErrorFilter, LOCKMGR_CHANNELS, LockService, WithLock } from '../l
 import { LockMgrTestingModule } from '../lib/testing';
 import { deferred, until } from './support/lock-app';
 
-const busy = (lock: string) => ({ error: 'Locked', message: `Lock "${lock}" is held by another request; try again later.`, lock });
+const busy = (lock: string) => ({ error: 'Locked', message: `Lock "${lock}" is held elsewhere; try again later.`, lock });
 
 /** A user's GraphQL resolver: one query under @WithLock, one that takes its lock by hand in a service call. */
 @Resolver()

@@ -233,9 +233,9 @@ export class Leadership {
       const held = secondsSince(term.startedAt);
       lockChannels.demoted.publish({ table: tableName, name: this.name, fencingToken: term.manager.fencingToken, reason, held, error });
     }
-    const log = `This instance no longer leads "${this.name}". ${error.message}`;
-    if (reason === 'lost') logger.warn(log);
-    else logger.log(log);
+    // A term handed over on purpose is news, not trouble: only a lost one is a warning, with its cause.
+    if (reason === 'lost') logger.warn(`This instance no longer leads "${this.name}". ${error.message}`);
+    else logger.log(`This instance no longer leads "${this.name}": ${reason === 'resigned' ? 'it resigned' : 'the application is shutting down'}.`);
     term.release = term.manager.release().catch((releaseError) => logger.warn(`Releasing "${this.name}" failed: ${releaseError}`));
     term.finish();
     return term.release;

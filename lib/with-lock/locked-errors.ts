@@ -56,7 +56,7 @@ export function retryAfterSeconds(locked: LockedError): number | undefined {
 }
 
 function clientMessage(locked: LockedError): string {
-  return `Lock "${locked.lockName}" is held by another request; try again later.`;
+  return `Lock "${locked.lockName}" is held elsewhere; try again later.`;
 }
 
 function statusOf(message: string, locked: LockedError): object {
