@@ -17,8 +17,7 @@ export interface LockMgrModuleOptions {
   poolSize?: number;
   /**
    * PostgreSQL: announce releases with LISTEN/NOTIFY, so a waiter in another process gets a released
-   * lock within milliseconds. Turn it off behind a pooler that does not support LISTEN (PgBouncer in
-   * transaction mode); waiters then poll. Default true.
+   * lock within milliseconds; false: waiters in other processes poll. Default true.
    */
   notify?: boolean;
   /**

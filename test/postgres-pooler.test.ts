@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { LockEntity, LockMgrHealthIndicator, LockMgrModuleOptions, LockService, WithLock } from '../lib';
+import { resolveLockMgrOptions } from '../lib/lockmgr-options';
 import { dropLockTable, lockTestingModule, until } from './support/lock-app';
 import { describeBehindPgbouncer, Pooler } from './support/pgbouncer';
 import { runCommand } from './support/processes';
@@ -172,5 +173,16 @@ describeBehindPgbouncer('Hand-off behind PgBouncer with a direct connection for 
     const acquiredAfterMs = (await waited) - released;
     expect(acquiredAfterMs).toBeLessThan(200);
     expect(warnings().slice(warnedBefore)).toEqual([]);
+  });
+});
+
+describe('The pooler options', () => {
+  it('refuses a listenUrl that is not a postgres:// URL, and a preparedStatements that is not a boolean, naming the option', () => {
+    expect(() => resolveLockMgrOptions({ listenUrl: 'mysql://root@db/test' })).toThrow(
+      'LockMgrModule option listenUrl must be a postgres:// URL, got a text that does not start with postgres:// or postgresql://.',
+    );
+    expect(() => resolveLockMgrOptions({ listenUrl: 5432 })).toThrow('LockMgrModule option listenUrl must be a string');
+    expect(() => resolveLockMgrOptions({ preparedStatements: 'yes' })).toThrow('LockMgrModule option preparedStatements');
+    expect(resolveLockMgrOptions({ listenUrl: 'postgresql://app@db.internal/app' })).toMatchObject({ listenUrl: 'postgresql://app@db.internal/app' });
   });
 });

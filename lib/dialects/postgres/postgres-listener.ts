@@ -11,7 +11,7 @@ const PROBE_TIMEOUT_MS = 2000;
 export type SendNotification = (channel: string, payload: string) => Promise<unknown>;
 
 /** Thrown by `listening()` once notifications were found not to arrive: waiters poll. */
-export class NotificationsUnavailable extends Error {}
+class NotificationsUnavailable extends Error {}
 
 /**
  * The one connection per app that LISTENs for releases on PostgreSQL, shared by every wait. It is
