@@ -1,12 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
-import { LockEntity, LockMgrHealthIndicator, LockMgrModuleOptions, LockService, WithLock } from '../lib';
+import { LockDatabaseError, LockEntity, LockMgrHealthIndicator, LockMgrModuleOptions, LockService, WithLock } from '../lib';
 import { resolveLockMgrOptions } from '../lib/lockmgr-options';
 import { dropLockTable, lockTestingModule, until } from './support/lock-app';
 import { describeBehindPgbouncer, Pooler } from './support/pgbouncer';
 import { runCommand } from './support/processes';
 import { RecordingLogger } from './support/recording-logger';
-import { POSTGRES_URL, testDatabase, uniqueName } from './support/test-databases';
+import { Client } from 'pg';
+import { describeOnDatabase, POSTGRES_URL, testDatabase, uniqueName } from './support/test-databases';
 
 @Injectable()
 class NightlyReport {
@@ -44,6 +45,30 @@ async function startPooledApp(pooler: Pooler, isolation: string, options: LockMg
     health: moduleRef.get(LockMgrHealthIndicator),
     close: () => moduleRef.close(),
   };
+}
+
+/**
+ * Holds the row of `name` locked from a session of its own while `operation` runs into it, and tells
+ * whether the server still has a statement waiting for that row once the operation failed: a statement
+ * the client gave up on must not go on to commit later.
+ */
+async function blockedOnRow(table: string, name: string, operation: () => Promise<unknown>): Promise<{ error: unknown; stillWaiting: number }> {
+  const blocker = new Client({ connectionString: POSTGRES_URL });
+  await blocker.connect();
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query(`SELECT FROM ${table} WHERE name = $1 FOR UPDATE`, [name]);
+    const error = await operation().then(() => undefined, (failure: unknown) => failure);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { rows } = await blocker.query(
+      `SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 AND pid <> pg_backend_pid()`,
+      [`%${table}%`],
+    );
+    return { error, stillWaiting: rows[0].waiting };
+  } finally {
+    await blocker.query('ROLLBACK').catch(() => undefined);
+    await blocker.end();
+  }
 }
 
 describeBehindPgbouncer('Lock operations behind PgBouncer in transaction mode, default options', (pooler) => {
@@ -138,6 +163,15 @@ describeBehindPgbouncer('Lock operations behind PgBouncer in transaction mode, d
     expect(warnings()).toHaveLength(apps.length);
   });
 
+  it("limits setLock's statements on the server too, so one the client gave up on does not go on waiting", async () => {
+    const limited = await startPooledApp(pooler(), isolation, { operationTimeout: 1, notify: false });
+    apps.push(limited);
+    await limited.locks.getLock('blocked', { expires: 30 });
+    const { error, stillWaiting } = await blockedOnRow(isolation, 'blocked', () => limited.locks.setLock(['blocked'], { timeout: 60 }));
+    expect(error).toBeInstanceOf(LockDatabaseError);
+    expect(stillWaiting).toBe(0);
+  });
+
   it('serves the command line given the pooler URL', async () => {
     await first.locks.getLock('listed', { expires: 60, lockedBy: 'pooled-host' });
     const finished = await runCommand(['list', '--url', pooler().url, '--table', isolation, '--json']);
@@ -173,6 +207,26 @@ describeBehindPgbouncer('Hand-off behind PgBouncer with a direct connection for 
     const acquiredAfterMs = (await waited) - released;
     expect(acquiredAfterMs).toBeLessThan(200);
     expect(warnings().slice(warnedBefore)).toEqual([]);
+  });
+});
+
+describeOnDatabase(testDatabase('postgres'), 'The server-side limit of a direct connection', () => {
+  const isolation = uniqueName('pooler_direct');
+  let app: PooledApp;
+
+  beforeAll(async () => {
+    app = await startPooledApp({ url: POSTGRES_URL, database: testDatabase('postgres') }, isolation, { operationTimeout: 1, notify: false });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await dropLockTable(testDatabase('postgres'), isolation);
+  });
+
+  it('stops a single statement on the server when the client gives up on it', async () => {
+    await app.locks.getLock('blocked', { expires: 30 });
+    const { error, stillWaiting } = await blockedOnRow(isolation, 'blocked', () => app.locks.unlock('blocked'));
+    expect(error).toBeInstanceOf(LockDatabaseError);
+    expect(stillWaiting).toBe(0);
   });
 });
 
