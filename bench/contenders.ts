@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
 import Redlock from 'redlock';
 import { DataSource } from 'typeorm';
-import { WithLock } from '../lib';
+import { LockMgrModuleOptions, WithLock } from '../lib';
 import { BenchDatabase, createBenchApp, POSTGRES_URL, REDIS_URL } from './bench-app';
 
 /**
@@ -27,9 +27,9 @@ export async function lockServiceContender(
   database: BenchDatabase,
   tableName: string,
   concurrency: number,
-  notify = true,
+  options: LockMgrModuleOptions = {},
 ): Promise<Contender> {
-  const app = await createBenchApp(database, { tableName, poolSize: concurrency, notify });
+  const app = await createBenchApp(database, { tableName, poolSize: concurrency, ...options });
   return {
     label,
     pair: async (worker) => {

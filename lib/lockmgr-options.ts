@@ -17,10 +17,22 @@ export interface LockMgrModuleOptions {
   poolSize?: number;
   /**
    * PostgreSQL: announce releases with LISTEN/NOTIFY, so a waiter in another process gets a released
-   * lock within milliseconds. Turn it off behind a pooler that does not support LISTEN (PgBouncer in
-   * transaction mode); waiters then poll. Default true.
+   * lock within milliseconds; false: waiters in other processes poll. Default true.
    */
   notify?: boolean;
+  /**
+   * PostgreSQL behind a transaction-mode connection pooler (PgBouncer, Supavisor, RDS Proxy): a
+   * postgres:// URL of a direct connection to the same database, used only to LISTEN for releases,
+   * so waiters get a released lock within milliseconds. Without it, a listener that gets no
+   * notifications is found out when it connects, and waiters poll (with one warning).
+   */
+  listenUrl?: string;
+  /**
+   * PostgreSQL: send the lock operations as named prepared statements, parsed and planned once per
+   * connection. Default: yes on a direct connection, no behind a connection pooler (detected at start-up),
+   * where a name prepared in one server session is unknown in the next.
+   */
+  preparedStatements?: boolean;
   /** The longest pause, in seconds, between two attempts of a waiting acquirer (attempts back off to it). Default 1. */
   pollInterval?: number;
   /**
@@ -49,6 +61,9 @@ export interface ResolvedLockMgrOptions {
   ensureTable: boolean;
   poolSize: number;
   notify: boolean;
+  listenUrl?: string;
+  /** Undefined: detected at start-up. */
+  preparedStatements?: boolean;
   pollInterval: number;
   operationTimeout: number;
   lockedErrorFilter: boolean;
@@ -64,6 +79,8 @@ export const MODULE_OPTION_NAMES = [
   'ensureTable',
   'poolSize',
   'notify',
+  'listenUrl',
+  'preparedStatements',
   'pollInterval',
   'operationTimeout',
   'lockedErrorFilter',
@@ -90,9 +107,19 @@ export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'
     ensureTable: checkBoolean(given.ensureTable, `${module} option ensureTable`) ?? true,
     poolSize,
     notify: checkBoolean(given.notify, `${module} option notify`) ?? true,
+    listenUrl: checkDatabaseUrl(given.listenUrl, `${module} option listenUrl`),
+    preparedStatements: checkBoolean(given.preparedStatements, `${module} option preparedStatements`),
     pollInterval: checkSeconds(given.pollInterval ?? 1, `${module} option pollInterval`, 3600, 0.01),
     operationTimeout: checkSeconds(given.operationTimeout ?? 5, `${module} option operationTimeout`, 600, 0.1),
     lockedErrorFilter: checkBoolean(given.lockedErrorFilter, `${module} option lockedErrorFilter`) ?? true,
     telemetry: checkBoolean(given.telemetry, `${module} option telemetry`) ?? true,
   };
+}
+
+function checkDatabaseUrl(value: unknown, argument: string): string | undefined {
+  const url = checkText(value, argument, 2000);
+  if (url !== undefined && !/^postgres(ql)?:\/\/./.test(url)) {
+    throw new RangeError(`${argument} must be a postgres:// URL, got a text that does not start with postgres:// or postgresql://.`);
+  }
+  return url;
 }

@@ -1,7 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import type { Client, ClientConfig } from 'pg';
 
 /** Reconnection backs off up to this, so a database that stays down is not hammered. */
 const MAX_RECONNECT_DELAY_MS = 5000;
+
+/** How long the first connection waits for the notification it sent itself (PostgreSQL delivers it in milliseconds). */
+const PROBE_TIMEOUT_MS = 2000;
+
+/** Notifications sent on the channel, as the listener checks that they reach it. */
+export type SendNotification = (channel: string, payload: string) => Promise<unknown>;
+
+/** Thrown by `listening()` once notifications were found not to arrive: waiters poll. */
+class NotificationsUnavailable extends Error {}
 
 /**
  * The one connection per app that LISTENs for releases on PostgreSQL, shared by every wait. It is
@@ -14,6 +24,10 @@ export class PostgresListener {
   private reconnectDelayMs = 100;
   private reconnectTimer?: NodeJS.Timeout;
   private closed = false;
+  /** Whether a notification sent through the lock pool reached this connection; checked once. */
+  private delivers?: boolean;
+  /** Ends the check of the first connection early, at shutdown. */
+  private stopCheck?: () => void;
 
   constructor(
     private readonly createClient: (config: ClientConfig) => Client,
@@ -21,11 +35,21 @@ export class PostgresListener {
     private readonly channel: string,
     private readonly onRelease: (name: string) => void,
     private readonly onGap: () => void,
+    /** Sends the first connection's test notification, from another session than the listener's. */
+    private readonly sendNotification: SendNotification,
+    /** Called once if notifications do not arrive: a transaction pooler, whose sessions do not outlive a transaction. */
+    private readonly onUndelivered: () => void,
   ) {}
+
+  /** False once notifications were found not to arrive; waiters then poll. */
+  get available(): boolean {
+    return this.delivers !== false;
+  }
 
   /** Resolves once this app is listening; shared by concurrent callers. */
   listening(): Promise<void> {
     if (this.closed) return Promise.reject(new Error('The lock module is shut down.'));
+    if (this.delivers === false) return Promise.reject(new NotificationsUnavailable('Notifications do not reach this app.'));
     return (this.connecting ??= this.connect().catch((error) => {
       this.connecting = undefined;
       throw error;
@@ -34,8 +58,11 @@ export class PostgresListener {
 
   private async connect(): Promise<void> {
     const client = this.createClient({ ...this.config, keepAlive: true });
+    let probe: { payload: string; arrived: () => void } | undefined;
     client.on('notification', (message) => {
-      if (message.channel === this.channel && message.payload !== undefined) this.onRelease(message.payload);
+      if (message.channel !== this.channel || message.payload === undefined) return;
+      if (message.payload === probe?.payload) probe.arrived();
+      else this.onRelease(message.payload);
     });
     // An error is followed by 'end'; the reconnection is driven from there.
     client.on('error', () => undefined);
@@ -50,6 +77,35 @@ export class PostgresListener {
     if (this.closed) {
       await client.end().catch(() => undefined);
       throw new Error('The lock module is shut down.');
+    }
+    if (this.delivers === undefined) {
+      // Sent from another session: behind a transaction pooler the listener's own NOTIFY would likely
+      // run in the very server session that LISTENed, and come back though no other would.
+      const payload = `lockmgr-listener-check:${randomUUID()}`;
+      const arrived = new Promise<boolean | undefined>((resolve) => {
+        probe = { payload, arrived: () => resolve(true) };
+        this.stopCheck = () => resolve(undefined);
+        setTimeout(() => resolve(false), PROBE_TIMEOUT_MS).unref();
+      });
+      try {
+        await this.sendNotification(this.channel, payload);
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      this.delivers = await arrived;
+      this.stopCheck = undefined;
+      if (this.delivers === undefined) {
+        await client.end().catch(() => undefined);
+        throw new Error('The lock module is shut down.');
+      }
+      if (!this.delivers) {
+        // The server session that LISTENed goes back to the pooler's pool: stop it collecting notifications.
+        await client.query(`UNLISTEN "${this.channel}"`).catch(() => undefined);
+        await client.end().catch(() => undefined);
+        this.onUndelivered();
+        throw new NotificationsUnavailable('Notifications do not reach this app.');
+      }
     }
     this.client = client;
     this.reconnectDelayMs = 100;
@@ -74,6 +130,7 @@ export class PostgresListener {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    this.stopCheck?.();
     await this.connecting?.catch(() => undefined);
     const client = this.client;
     this.client = undefined;

@@ -19,6 +19,14 @@ export interface PostgresPool {
   createClient(config: ClientConfig): Client;
 }
 
+/** What the pool's connections reach, found out at start-up by `probePostgresServer`. */
+export interface PostgresServer {
+  /** A connection pooler in front of PostgreSQL: a session lasts one transaction at most. */
+  pooled: boolean;
+  /** The server takes the operation's limit as a setting of the connection (a pooler refuses it). */
+  statementTimeout: boolean;
+}
+
 /**
  * A pool of our own, with the app's connection settings: a lock operation must not queue behind, or
  * deadlock with, app transactions that hold every connection of the app's pool while they wait for a lock.
@@ -43,20 +51,75 @@ export function createPostgresPool(dataSource: DataSource, options: PostgresPool
   return { pool, connection, createClient: (config) => new driver.postgres.Client(config) };
 }
 
-/**
- * Runs a prepared statement: PostgreSQL parses and plans it once per connection. Its name, `key`, is
- * scoped to the lock table, since the statement's text names the table.
- */
-export function runPrepared(executor: PostgresExecutor, tableName: string, key: string, text: string, values: unknown[]) {
-  return executor.query({ name: `lockmgr:${tableName}:${key}`, text, values });
+/** PgBouncer's answer to a startup parameter it does not pass on. */
+function refusesStatementTimeout(error: unknown): boolean {
+  return /unsupported startup parameter.*statement_timeout/i.test((error as Error)?.message ?? '');
 }
 
-/** Runs `work` in a transaction on a connection of the pool, and commits only if it asks to. */
-export async function postgresTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<TransactionOutcome<T>>): Promise<T> {
+/**
+ * Finds out, on one connection of the pool, whether it reaches PostgreSQL itself or a connection pooler.
+ * A pooler that refuses `statement_timeout` as a connection setting has it dropped from the pool's
+ * settings. A pooler that passes it on still answers with a process id of its own at connection
+ * (PgBouncer, Supavisor and RDS Proxy each relay cancel requests themselves): PostgreSQL's is its
+ * backend's.
+ */
+export async function probePostgresServer(postgres: PostgresPool): Promise<PostgresServer> {
+  const pool = postgres.pool as Pool & { options: PoolConfig };
+  let statementTimeout = postgres.connection.statement_timeout !== undefined;
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    if (!refusesStatementTimeout(error)) throw error;
+    delete pool.options.statement_timeout;
+    delete postgres.connection.statement_timeout;
+    statementTimeout = false;
+    client = await pool.connect();
+  }
+  try {
+    const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+    const announced = (client as unknown as { processID: number | null }).processID;
+    client.release();
+    return { pooled: !statementTimeout || rows[0].pid !== announced, statementTimeout };
+  } catch (error) {
+    client.release(true);
+    throw error;
+  }
+}
+
+/**
+ * Runs one statement of the lock operations. `prepared` gives it a name, scoped to the lock table since
+ * its text names the table: PostgreSQL then parses and plans it once per connection. Behind a pooler a
+ * connection is a different server session from one transaction to the next, where a name is unknown
+ * or, worse, stands for another app's statement: there every statement is sent whole (unnamed), still
+ * in one round trip.
+ */
+export function runStatement(
+  executor: PostgresExecutor,
+  prepared: boolean,
+  tableName: string,
+  key: string,
+  text: string,
+  values: unknown[],
+) {
+  return executor.query(prepared ? { name: `lockmgr:${tableName}:${key}`, text, values } : { text, values });
+}
+
+/**
+ * Runs `work` in a transaction on a connection of the pool, and commits only if it asks to. `limitMs`,
+ * when the connections do not carry the operation's limit (behind a pooler), limits each statement
+ * of the transaction instead, set in the same round trip as its BEGIN.
+ */
+export async function postgresTransaction<T>(
+  pool: Pool,
+  work: (client: PoolClient) => Promise<TransactionOutcome<T>>,
+  limitMs?: number,
+): Promise<T> {
   const client = await pool.connect();
+  const begin = limitMs === undefined ? 'BEGIN' : `BEGIN; SET LOCAL statement_timeout = ${Math.ceil(limitMs)}`;
   return inTransaction(
     {
-      begin: () => client.query('BEGIN'),
+      begin: () => client.query(begin),
       commit: () => client.query('COMMIT'),
       rollback: () => client.query('ROLLBACK'),
       release: (broken) => client.release(broken),

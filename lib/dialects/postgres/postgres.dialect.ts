@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../../lock.entity';
@@ -7,7 +8,7 @@ import { holderOf, recordFromRow } from '../lock-row';
 import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
 import { PostgresListener } from './postgres-listener';
-import { createPostgresPool, PostgresExecutor, postgresTransaction, runPrepared } from './postgres-pool';
+import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
 import { advisoryClassId, ensurePostgresTable, inspectPostgresTable, postgresNames } from './postgres.schema';
 import { postgresStatements } from './postgres-statements';
 
@@ -18,7 +19,17 @@ export interface PostgresDialectOptions {
   notify: boolean;
   /** Seconds an operation may take, connecting included. */
   operationTimeout: number;
+  /** A direct connection for the listener, when the app's connection goes through a pooler. */
+  listenUrl?: string;
+  /** Named prepared statements; undefined: unless a pooler is found at start-up. */
+  preparedStatements?: boolean;
 }
+
+const UNDELIVERED_WARNING =
+  'PostgreSQL notifications do not reach this app: its connection goes through a pooler in transaction mode ' +
+  '(PgBouncer, Supavisor, RDS Proxy), where LISTEN lasts one transaction. Waiters in other processes find released ' +
+  'locks by polling (within pollInterval). For instant hand-off, give the module option listenUrl a direct ' +
+  'connection to the database; or set notify: false to poll without this warning.';
 
 /** Attempts, in all, of an acquisition that keeps meeting a holder its snapshot does not show (see `acquire`). */
 const ACQUIRE_ATTEMPTS = 3;
@@ -32,12 +43,18 @@ const DEADLOCK_DETECTED = '40P01';
 const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).code === DEADLOCK_DETECTED);
 
 /**
- * PostgreSQL: every operation is one prepared statement on a pool of its own, so it is one round trip,
- * never waits behind the app's transactions, and never joins one.
+ * PostgreSQL: every operation is one statement on a pool of its own (prepared, unless behind a pooler),
+ * so it is one round trip, never waits behind the app's transactions, and never joins one.
  */
 export class PostgresDialect implements LockDialect {
   maxNameLength = 255;
+  private readonly postgres: PostgresPool;
   private readonly pool: Pool;
+  /** Settled at start-up, before the first lock operation. */
+  private prepared = true;
+  /** Each transaction's statement limit, when the connections cannot carry it (behind a pooler). */
+  private transactionLimitMs?: number;
+  private started?: Promise<void>;
   private readonly schema?: string;
   private readonly advisoryClass: number;
   private readonly sql: ReturnType<typeof postgresStatements>;
@@ -53,21 +70,40 @@ export class PostgresDialect implements LockDialect {
     const names = postgresNames(options.tableName, this.schema);
     this.advisoryClass = advisoryClassId(names.table);
     this.sql = postgresStatements(names);
-    const { pool, connection, createClient } = createPostgresPool(dataSource, options);
-    this.pool = pool;
+    this.postgres = createPostgresPool(dataSource, options);
+    this.pool = this.postgres.pool;
     if (options.notify) {
+      // The listener only LISTENs: it needs no statement limit, which a pooler would refuse.
+      const { statement_timeout: _, ...session } = this.postgres.connection;
       this.listener = new PostgresListener(
-        createClient,
-        { ...connection, application_name: 'nestjs-lockmgr listener' },
+        this.postgres.createClient,
+        { ...session, ...(options.listenUrl && { connectionString: options.listenUrl }), application_name: 'nestjs-lockmgr listener' },
         this.channel,
         (name) => waiters.wake(name),
         () => waiters.wakeAll(),
+        (channel, payload) => this.pool.query('SELECT pg_notify($1, $2)', [channel, payload]),
+        () => new Logger('LockMgrModule').warn(UNDELIVERED_WARNING),
       );
     }
   }
 
   get announcesReleases(): boolean {
-    return this.listener !== undefined;
+    return this.listener?.available ?? false;
+  }
+
+  /**
+   * Learns what the pool reaches, once, before anything else runs on it. Behind a pooler, statements go
+   * unnamed (unless the app asks otherwise), and the listener starts now, checking that notifications
+   * arrive, so that the app hears at start-up if its waiters will poll. Start-up does not wait for it.
+   */
+  private start(): Promise<void> {
+    return (this.started ??= (async () => {
+      const server = await probePostgresServer(this.postgres);
+      this.prepared = this.options.preparedStatements ?? !server.pooled;
+      if (!server.statementTimeout) this.transactionLimitMs = this.postgres.pool.options.query_timeout;
+      // A listener that cannot connect now is tried again by the first wait.
+      if (server.pooled) this.listener?.listening().catch(() => undefined);
+    })());
   }
 
   /** The NOTIFY channel of this table's releases. */
@@ -76,14 +112,16 @@ export class PostgresDialect implements LockDialect {
   }
 
   private run(executor: PostgresExecutor, name: keyof ReturnType<typeof postgresStatements>, values: unknown[]) {
-    return runPrepared(executor, this.options.tableName, name, this.sql[name], values);
+    return runStatement(executor, this.prepared, this.options.tableName, name, this.sql[name], values);
   }
 
-  ensureTable(): Promise<void> {
-    return ensurePostgresTable(this.pool, this.options.tableName, this.schema);
+  async ensureTable(): Promise<void> {
+    await this.start();
+    await ensurePostgresTable(this.pool, this.options.tableName, this.schema);
   }
 
   async inspectTable(): Promise<void> {
+    await this.start();
     this.maxNameLength = await inspectPostgresTable(this.pool, this.options.tableName, this.schema);
   }
 
@@ -138,7 +176,7 @@ export class PostgresDialect implements LockDialect {
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
-    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.listener ? this.channel : null]);
+    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.announcesReleases ? this.channel : null]);
     const released = rows[0].released > 0;
     if (released) this.waiters.wake(request.name);
     return released;
@@ -192,13 +230,13 @@ export class PostgresDialect implements LockDialect {
         steps.set(lock.name, { name: lock.name, existing, action, lock: result });
       }
       return { commit: true, result: { steps: request.locks.map((lock) => steps.get(lock.name)!) } };
-    });
+    }, this.transactionLimitMs);
   }
 
   subscribe(name: string): ReleaseWaiting {
     const subscription = this.waiters.subscribe(name);
     const listener = this.listener;
-    if (!listener) return subscription;
+    if (!listener?.available) return subscription;
     // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
     const announce = async () => {
       await listener.listening();

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { checkIdentifier } from '../../validation';
 import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
-import { PostgresExecutor, postgresTransaction, runPrepared } from './postgres-pool';
+import { PostgresExecutor, postgresTransaction } from './postgres-pool';
 
 export interface PostgresNames {
   table: string;
@@ -127,7 +127,7 @@ const LOCK_TABLE = `SELECT pg_advisory_xact_lock($1::int, 0)`;
 
 /** What the catalogs say of the lock table; reading them locks nothing. */
 async function readSchemaState(executor: PostgresExecutor, tableName: string, schema: string | undefined): Promise<PostgresSchemaState> {
-  const { rows } = await runPrepared(executor, tableName, 'schemaState', POSTGRES_SCHEMA_STATE, postgresSchemaStateValues(tableName, schema));
+  const { rows } = await executor.query(POSTGRES_SCHEMA_STATE, postgresSchemaStateValues(tableName, schema));
   return { columns: rows[0].columns, nameLength: rows[0].name_length, sequence: rows[0].sequence, trigger: rows[0].trigger };
 }
 
@@ -141,7 +141,7 @@ export async function ensurePostgresTable(pool: Pool, tableName: string, schema:
   const { table } = postgresNames(tableName, schema);
   try {
     await postgresTransaction(pool, async (client) => {
-      await runPrepared(client, tableName, 'lockTable', LOCK_TABLE, [advisoryClassId(table)]);
+      await client.query(LOCK_TABLE, [advisoryClassId(table)]);
       const state = await readSchemaState(client, tableName, schema);
       for (const statement of postgresSchemaStatements(tableName, schema, state)) await client.query(statement);
       return { commit: true, result: undefined };

@@ -1,0 +1,149 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { Client } from 'pg';
+import { POSTGRES_URL, testDatabase, TestDatabase } from './test-databases';
+
+/** A PgBouncer of the test file's own, in transaction mode, in front of the test PostgreSQL server. */
+export interface Pooler {
+  /** A postgres:// URL to the test database through the pooler. */
+  url: string;
+  /** The test database, reached through the pooler. */
+  database: TestDatabase;
+}
+
+const INSTALL = 'apt-get install -y pgbouncer';
+
+/** Where the pgbouncer program is: Debian installs it in /usr/sbin, which is not on every user's path. */
+function pgbouncerProgram(): string | undefined {
+  const directories = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
+  return directories.map((directory) => join(directory, 'pgbouncer')).find((path) => path.startsWith('/') && existsSync(path));
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** PgBouncer refuses to run as root: as root, it runs as the postgres user. */
+function unprivilegedUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const entry = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':'))
+    .find(([name]) => name === 'postgres');
+  if (!entry) throw new Error('PgBouncer does not run as root, and there is no postgres user to run it as.');
+  return { uid: Number(entry[2]), gid: Number(entry[3]) };
+}
+
+async function started(url: string, child: ChildProcess, output: () => string): Promise<void> {
+  const giveUpAt = performance.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`PgBouncer exited with code ${child.exitCode}:\n${output()}`);
+    const client = new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+      return;
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      if (performance.now() > giveUpAt) throw new Error(`PgBouncer did not answer within 10 s (${error}):\n${output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: () => Promise<void> }> {
+  const server = new URL(POSTGRES_URL);
+  const port = await freePort();
+  const directory = mkdtempSync(join(tmpdir(), 'lockmgr-pgbouncer-'));
+  chmodSync(directory, 0o755);
+  const settings = join(directory, 'pgbouncer.ini');
+  writeFileSync(join(directory, 'userlist.txt'), `"${decodeURIComponent(server.username)}" ""\n`);
+  writeFileSync(
+    settings,
+    [
+      '[databases]',
+      `* = host=${server.hostname} port=${server.port || 5432}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${join(directory, 'userlist.txt')}`,
+      'pool_mode = transaction',
+      'max_client_conn = 1000',
+      'default_pool_size = 20',
+      '',
+    ].join('\n'),
+  );
+  let output = '';
+  const child = spawn(program, [settings], { ...unprivilegedUser(), stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `postgres://${server.username}@127.0.0.1:${port}${server.pathname}`;
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+    rmSync(directory, { recursive: true, force: true });
+  };
+  try {
+    await started(url, child, () => output);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const database: TestDatabase = {
+    ...testDatabase('postgres'),
+    label: 'PostgreSQL behind PgBouncer (transaction mode)',
+    dataSourceOptions: () => ({ type: 'postgres', url }),
+  };
+  return { pooler: { url, database }, stop };
+}
+
+/**
+ * Defines `suite` with a PgBouncer started before its tests and stopped after them; `pooler()` gives it
+ * once started. Without pgbouncer installed the suite is skipped, saying so, except under CI=true,
+ * where every suite must run: there it fails.
+ */
+export function describeBehindPgbouncer(title: string, suite: (pooler: () => Pooler) => void): void {
+  const postgres = testDatabase('postgres');
+  const program = pgbouncerProgram();
+  if (!program && process.env.CI === 'true') {
+    describe(title, () => {
+      it('needs pgbouncer', () => {
+        throw new Error(`pgbouncer is not installed; under CI=true its suites must run. Install it with: ${INSTALL}`);
+      });
+    });
+    return;
+  }
+  if (!program || !postgres.available) {
+    if (!program) console.warn(`pgbouncer is not installed: "${title}" is SKIPPED. Install it with: ${INSTALL}`);
+    describe.skip(title, () => suite(() => undefined as never));
+    return;
+  }
+  let running: { pooler: Pooler; stop: () => Promise<void> } | undefined;
+  describe(title, () => {
+    beforeAll(async () => {
+      running = await startPgbouncer(program);
+    });
+    suite(() => {
+      if (!running) throw new Error('PgBouncer did not start.');
+      return running.pooler;
+    });
+    // After the suite's own clean-up, which may still go through the pooler.
+    afterAll(async () => {
+      await running?.stop();
+    });
+  });
+}
