@@ -60,8 +60,6 @@ export async function dropBenchTables(): Promise<void> {
   }
 }
 
-let apps = 0;
-
 export interface BenchApp {
   locks: LockService;
   get<T>(provider: Type<T>): T;
@@ -75,13 +73,12 @@ export async function createBenchApp(
   dataSourceExtra: Partial<DataSourceOptions> = {},
   providers: Provider[] = [],
 ): Promise<BenchApp> {
-  // Several apps share this process; each data source gets a name of its own.
-  const name = `bench-${++apps}`;
   usesTable(database, options.tableName);
+  // Each app is a Nest application of its own, with its own default data source, as an app instance is.
   @Module({
     imports: [
-      TypeOrmModule.forRoot({ ...benchDataSourceOptions(database, dataSourceExtra), name }),
-      LockMgrModule.forRoot({ cleanupInterval: 0, ...options, dataSource: name }),
+      TypeOrmModule.forRoot(benchDataSourceOptions(database, dataSourceExtra)),
+      LockMgrModule.forRoot({ cleanupInterval: 0, ...options }),
     ],
     providers,
   })
