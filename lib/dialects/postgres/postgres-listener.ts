@@ -82,19 +82,23 @@ export class PostgresListener {
       // Sent from another session: behind a transaction pooler the listener's own NOTIFY would likely
       // run in the very server session that LISTENed, and come back though no other would.
       const payload = `lockmgr-listener-check:${randomUUID()}`;
+      let timeout: NodeJS.Timeout | undefined;
       const arrived = new Promise<boolean | undefined>((resolve) => {
         probe = { payload, arrived: () => resolve(true) };
         this.stopCheck = () => resolve(undefined);
-        setTimeout(() => resolve(false), PROBE_TIMEOUT_MS).unref();
+        timeout = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
       });
       try {
         await this.sendNotification(this.channel, payload);
+        this.delivers = await arrived;
       } catch (error) {
         await client.end().catch(() => undefined);
         throw error;
+      } finally {
+        // However the check ends, its timer must not outlive it (nor keep a closing app waiting).
+        clearTimeout(timeout);
+        this.stopCheck = undefined;
       }
-      this.delivers = await arrived;
-      this.stopCheck = undefined;
       if (this.delivers === undefined) {
         await client.end().catch(() => undefined);
         throw new Error('The lock module is shut down.');
