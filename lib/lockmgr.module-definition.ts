@@ -2,6 +2,7 @@ import { ConfigurableModuleBuilder, Provider } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { LOCKMGR_DATA_SOURCE } from './lockmgr.constants';
 import { loadOptionalDependency } from './optional-dependency';
+import { checkDataSourceName } from './validation';
 import { lockMgrExports } from './lockmgr.providers';
 import type { LockMgrModuleOptions } from './lockmgr-options';
 
@@ -15,10 +16,8 @@ export interface LockMgrModuleExtras {
 
 function dataSourceProvider(dataSource: string | DataSource | undefined): Provider {
   if (dataSource instanceof DataSource) return { provide: LOCKMGR_DATA_SOURCE, useValue: dataSource };
-  if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
-    throw new TypeError('LockMgrModule option dataSource must be the name of a TypeORM data source or a DataSource instance.');
-  }
-  return { provide: LOCKMGR_DATA_SOURCE, useExisting: typeOrmModule().getDataSourceToken(dataSource) };
+  const name = checkDataSourceName(dataSource, 'LockMgrModule option dataSource', ' or a DataSource instance');
+  return { provide: LOCKMGR_DATA_SOURCE, useExisting: typeOrmModule().getDataSourceToken(name) };
 }
 
 /**

@@ -57,6 +57,12 @@ export function checkText(value: unknown, argument: string, maxLength = 255): st
   return value;
 }
 
+/** The name of a TypeORM data source: a non-empty string. `alternatives` says what else the argument accepts. */
+export function checkDataSourceName(value: unknown, argument: string, alternatives = ''): string | undefined {
+  if (value === undefined || (typeof value === 'string' && value.length > 0)) return value;
+  throw new TypeError(`${argument} must be the name of a TypeORM data source${alternatives}.`);
+}
+
 /** A process id for the `lock_process` integer column, or null for none. */
 export function checkProcessId(value: unknown, argument: string): number | null | undefined {
   if (value === undefined || value === null) return value;

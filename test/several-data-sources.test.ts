@@ -158,3 +158,11 @@ describe('The testing module standing in for a named data source', () => {
     await moduleRef.close();
   });
 });
+
+describe('A data source name that is not one', () => {
+  it('is refused by name, wherever it is given, before anything starts', () => {
+    expect(() => WithLock('x', { dataSource: '' })).toThrow('@WithLock option dataSource must be the name of a TypeORM data source.');
+    expect(() => LockMgrTestingModule.forRoot({ dataSource: 7 as never })).toThrow('LockMgrTestingModule option dataSource must be the name of a TypeORM data source.');
+    expect(() => LockMgrModule.forRoot({ dataSource: '' })).toThrow('LockMgrModule option dataSource must be the name of a TypeORM data source or a DataSource instance.');
+  });
+});

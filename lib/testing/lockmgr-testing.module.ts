@@ -2,7 +2,7 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from '../lockmgr.constants';
 import { LOCKMGR_IMPORTS, LOCKMGR_PROVIDERS, lockMgrExports } from '../lockmgr.providers';
 import { LockMgrModuleOptions, MODULE_OPTION_NAMES, resolveLockMgrOptions } from '../lockmgr-options';
-import { checkBoolean, checkOptions } from '../validation';
+import { checkBoolean, checkDataSourceName, checkOptions } from '../validation';
 import type { LockClock } from './lock-clock';
 import { MemoryDialect } from './memory.dialect';
 import { MemoryLockStore } from './memory-lock-store';
@@ -34,14 +34,12 @@ export interface LockMgrTestingOptions extends LockMgrModuleOptions {
 export class LockMgrTestingModule {
   static forRoot(options?: LockMgrTestingOptions): DynamicModule {
     const names = [...MODULE_OPTION_NAMES, 'dataSource', 'clock', 'store', 'isGlobal'] as const;
-    const { dataSource, clock, store, isGlobal, ...moduleOptions } = checkOptions<LockMgrTestingOptions>(
+    const { dataSource: named, clock, store, isGlobal, ...moduleOptions } = checkOptions<LockMgrTestingOptions>(
       options,
       'LockMgrTestingModule options',
       names,
     );
-    if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
-      throw new TypeError('LockMgrTestingModule option dataSource must be the name of a data source.');
-    }
+    const dataSource = checkDataSourceName(named, 'LockMgrTestingModule option dataSource');
     if (store !== undefined && !(store instanceof MemoryLockStore)) {
       throw new TypeError('LockMgrTestingModule option store must be a MemoryLockStore.');
     }

@@ -2,7 +2,7 @@ import type { LockManagers } from '../lock-managers';
 import { getLockManagersToken, lockDataSourceName } from '../lockmgr.tokens';
 import { injectProperty, instanceMethod, standIn } from '../decorated-method';
 import { checkHoldOptions, ManagerHoldOptions } from '../lock-options';
-import { checkLockName, checkOneOf, checkOptions } from '../validation';
+import { checkDataSourceName, checkLockName, checkOneOf, checkOptions } from '../validation';
 import { CronSchedule } from './cron-schedule';
 import { runCronTick } from './cron-tick';
 import { runHoldingObservables } from './observable-run';
@@ -59,11 +59,9 @@ function lockManagersProperty(dataSource: string): symbol {
  */
 export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
-  const { onLocked, dataSource, ...managerOptions } = checkOptions<WithLockOptions>(options, '@WithLock options', WITH_LOCK_OPTIONS);
+  const { onLocked, dataSource: given, ...managerOptions } = checkOptions<WithLockOptions>(options, '@WithLock options', WITH_LOCK_OPTIONS);
   checkOneOf(onLocked, '@WithLock option onLocked', ON_LOCKED);
-  if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
-    throw new TypeError('@WithLock option dataSource must be the name of a TypeORM data source.');
-  }
+  const dataSource = checkDataSourceName(given, '@WithLock option dataSource');
   const property = lockManagersProperty(lockDataSourceName(dataSource));
   checkHoldOptions(managerOptions, '@WithLock');
 
