@@ -1,7 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { Cron } from '@nestjs/schedule';
-import { TestingModule } from '@nestjs/testing';
-import { LockContext, LockService, WithLock } from '../lib';
+import { Test, TestingModule } from '@nestjs/testing';
+import { LockContext, LockDatabaseError, LockService, WithLock } from '../lib';
+import { LOCK_DIALECT } from '../lib/lockmgr.constants';
+import { LockMgrTestingModule, ManualLockClock, MemoryLockStore } from '../lib/testing';
+import { MemoryDialect } from '../lib/testing/memory.dialect';
+import { FaultyDialect } from './support/faulty-dialect';
 import { CronSchedule } from '../lib/with-lock/cron-schedule';
 import { deferred, dropLockTable, lockTestingModule, until } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
@@ -193,5 +197,28 @@ describeEachDatabase('@WithLock on a @Cron method, with no minHold', (database) 
     expect(records).toEqual([expect.objectContaining({ lockedBy: 'instance-a' })]);
     expect(records[0].expiresSeconds).toBeGreaterThan(0);
     expect(records[0].expiresSeconds).toBeLessThanOrEqual(15);
+  });
+});
+
+describe('A @Cron call whose database fails after it took its tick', () => {
+  it('rejects, and leaves the tick to the next instance that comes for it', async () => {
+    const store = new MemoryLockStore(new ManualLockClock(new Date('2026-11-30T06:00:01Z')));
+    const faulty = new FaultyDialect(new MemoryDialect(store));
+    const failing = await Test.createTestingModule({ imports: [LockMgrTestingModule.forRoot({ store })], providers: [ReportJob] })
+      .overrideProvider(LOCK_DIALECT)
+      .useValue(faulty)
+      .compile();
+    const healthy = await Test.createTestingModule({ imports: [LockMgrTestingModule.forRoot({ store })], providers: [ReportJob] }).compile();
+    await Promise.all([failing.init(), healthy.init()]);
+    try {
+      // Call 0 takes the tick's record; call 1, the lock itself, never reaches the database.
+      faulty.arm(new Map([[1, { kind: 'fail-before', error: 'connection reset' }]]));
+      await expect(failing.get(ReportJob).report()).rejects.toBeInstanceOf(LockDatabaseError);
+      expect(failing.get(ReportJob).tokens).toEqual([]);
+      await healthy.get(ReportJob).report();
+      expect(healthy.get(ReportJob).tokens).toHaveLength(1);
+    } finally {
+      await Promise.all([failing.close(), healthy.close()]);
+    }
   });
 });

@@ -61,6 +61,12 @@ export class FaultyDialect implements LockDialect {
     return this.dialect.announcesReleases;
   }
 
+  /** The store's own clock, where it keeps one (the in-memory store): passed through, never faulted. */
+  get clock(): (() => number) | undefined {
+    const { dialect } = this;
+    return dialect.clock && (() => dialect.clock!());
+  }
+
   ensureTable(): Promise<void> {
     return this.dialect.ensureTable();
   }
