@@ -48,7 +48,7 @@ describe('nestjs-lockmgr, before it connects', () => {
     expect(help).toMatchObject({ code: 0, stderr: '' });
     expect(help.stdout).toMatch(/^Usage: nestjs-lockmgr COMMAND \[options\]\n/);
     for (const command of Object.keys(COMMANDS)) expect(help.stdout).toMatch(new RegExp(`^  ${command} +\\S`, 'm'));
-    for (const text of ['--url URL', '--table NAME', 'postgres://', 'mysql://', 'mariadb://', 'sqlite:PATH', 'DATABASE_URL']) {
+    for (const text of ['--url URL', '--table NAME', '--schema NAME', 'postgres://', 'mysql://', 'mariadb://', 'sqlite:PATH', 'DATABASE_URL', 'sslmode', 'socketPath']) {
       expect(help.stdout).toContain(text);
     }
     for (const code of [0, 1, 2, 64, 141]) expect(help.stdout).toMatch(new RegExp(`^  ${code} +\\S`, 'm'));
@@ -59,7 +59,7 @@ describe('nestjs-lockmgr, before it connects', () => {
     const help = await runCommand([command, '--help']);
     expect(help).toMatchObject({ code: 0, stderr: '' });
     expect(help.stdout).toMatch(new RegExp(`^Usage: nestjs-lockmgr ${command} `));
-    for (const option of [...options, '--url URL', '--table NAME', '-h, --help']) expect(help.stdout).toMatch(new RegExp(`^  ${option} `, 'm'));
+    for (const option of [...options, '--url URL', '--table NAME', '--schema NAME', '-h, --help']) expect(help.stdout).toMatch(new RegExp(`^  ${option} `, 'm'));
     expect(help.stdout).toContain('Exit codes:');
     expect(await runCommand(['help', command])).toEqual(help);
     expect(await runCommand([command, '-h'])).toEqual(help);

@@ -2,6 +2,10 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DataSourceOptions } from 'typeorm';
 import { UsageError } from './command';
+import { MYSQL_URL_PARAMETERS, mysqlConnection } from './mysql-url';
+import { POSTGRES_URL_PARAMETERS, postgresConnection } from './postgres-url';
+import { readServerUrl, ServerConnection, ServerUrl, serverUrlForm } from './server-url';
+import type { ParameterSpellings } from './url-parameters';
 
 /** A database the command can open: TypeORM's options, and how to name it to people (without credentials). */
 export interface DatabaseTarget {
@@ -13,27 +17,45 @@ export interface DatabaseTarget {
 export const DATABASE_URL_FORMS =
   'postgres://… or postgresql://…, mysql://… or mariadb://…, or an SQLite file: sqlite:PATH, file:PATH, file:///ABSOLUTE/PATH or just PATH';
 
-/** A server that does not answer must not keep the operator waiting for long. */
-const CONNECT_TIMEOUT_MS = 10_000;
+interface Server {
+  label: string;
+  parameters: ParameterSpellings;
+  connection(url: ServerUrl, scheme: string, schema: string | undefined): ServerConnection;
+}
 
-const SERVERS: Record<string, { type: 'postgres' | 'mysql' | 'mariadb'; label: string }> = {
-  postgres: { type: 'postgres', label: 'PostgreSQL' },
-  postgresql: { type: 'postgres', label: 'PostgreSQL' },
-  mysql: { type: 'mysql', label: 'MySQL' },
-  mariadb: { type: 'mariadb', label: 'MariaDB' },
+const POSTGRES: Server = { label: 'PostgreSQL', parameters: POSTGRES_URL_PARAMETERS, connection: postgresConnection };
+
+/** The MySQL family: the lock table's schema is the URL's database. */
+const mysqlServer = (type: 'mysql' | 'mariadb', label: string): Server => ({
+  label,
+  parameters: MYSQL_URL_PARAMETERS,
+  connection: (url, scheme, schema) => {
+    if (schema !== undefined) throw new UsageError(`--schema is for PostgreSQL; on ${label} the lock table's database is the one the URL names.`);
+    return mysqlConnection(url, scheme, type);
+  },
+});
+
+const SERVERS: Record<string, Server> = {
+  postgres: POSTGRES,
+  postgresql: POSTGRES,
+  mysql: mysqlServer('mysql', 'MySQL'),
+  mariadb: mysqlServer('mariadb', 'MariaDB'),
 };
 
 /**
- * Reads `--url` (or `DATABASE_URL`, whichever `argument` names), without the blanks around it. Two
- * letters or more before a colon make a scheme, so a Windows drive letter still reads as a path. No
- * message echoes the value: it may hold a password.
+ * Reads `--url` (or `DATABASE_URL`, whichever `argument` names), without the blanks around it, and
+ * `--schema` (PostgreSQL's). Two letters or more before a colon make a scheme, so a Windows drive
+ * letter still reads as a path. No message echoes the value: it may hold a password.
  */
-export function parseDatabaseUrl(value: string, argument: string): DatabaseTarget {
+export function parseDatabaseUrl(value: string, argument: string, schema?: string): DatabaseTarget {
   const text = value.trim();
   if (text === '') throw new UsageError(`${argument} is empty; give ${DATABASE_URL_FORMS}.`);
   const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(text)?.[1].toLowerCase();
-  if (scheme === undefined) return sqliteTarget(checkPlainPath(text, argument), argument);
-  if (scheme === 'sqlite' || scheme === 'file') return sqliteTarget(sqlitePath(text.slice(scheme.length + 1), argument), argument);
+  if (scheme === undefined || scheme === 'sqlite' || scheme === 'file') {
+    const path = scheme === undefined ? checkPlainPath(text, argument) : sqlitePath(text.slice(scheme.length + 1), argument);
+    if (schema !== undefined) throw new UsageError('--schema is for PostgreSQL; an SQLite file has no schemas.');
+    return sqliteTarget(path, argument);
+  }
   const server = SERVERS[scheme];
   const hasAuthority = text.slice(scheme.length + 1).startsWith('//');
   if (!server) {
@@ -44,29 +66,10 @@ export function parseDatabaseUrl(value: string, argument: string): DatabaseTarge
   if (!hasAuthority) {
     throw new UsageError(`${argument} lacks the "//" of "${scheme}://": write ${serverUrlForm(scheme)}.`);
   }
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(`${argument} is not a valid ${scheme}:// URL.`);
-  }
-  if (url.hostname === '') throw new UsageError(`${argument} names no host: write ${serverUrlForm(scheme)}.`);
-  let database: string;
-  try {
-    database = decodeURIComponent(url.pathname.slice(1));
-  } catch {
-    throw new UsageError(`${argument} has a malformed %-escape in its database name.`);
-  }
-  const description = `${server.label}${database ? ` database "${database}"` : ''} at ${url.host}`;
-  const options: DataSourceOptions =
-    server.type === 'postgres'
-      ? { type: 'postgres', url: text, connectTimeoutMS: CONNECT_TIMEOUT_MS }
-      : { type: server.type, url: text, connectTimeout: CONNECT_TIMEOUT_MS };
-  return { options, description };
-}
-
-function serverUrlForm(scheme: string): string {
-  return `${scheme}://USER:PASSWORD@HOST:PORT/DATABASE`;
+  const url = readServerUrl(text, scheme, argument, server.parameters);
+  const { options, address, schema: tableSchema } = server.connection(url, scheme, schema);
+  const database = url.database ? ` database "${url.database}"` : '';
+  return { options, description: `${server.label}${database} at ${address}${tableSchema ? `, schema "${tableSchema}"` : ''}` };
 }
 
 /**

@@ -47,7 +47,8 @@ export async function openLockConnection(target: DatabaseTarget, tableName: stri
   } catch (error) {
     await dataSource.destroy();
     // The app's advice (turn on ensureTable) does not fit here: the likelier cause is another table name.
-    const hint = /does not exist/.test(messageOf(error)) ? ` If the app names its lock table otherwise (its tableName option), give that name with --table.` : '';
+    const schema = options.type === 'postgres' ? '; if it is in another schema, name that with --schema' : '';
+    const hint = /does not exist/.test(messageOf(error)) ? ` If the app names its lock table otherwise (its tableName option), give that name with --table${schema}.` : '';
     throw new ConnectionError(`In the ${description}: ${messageOf(error)}${hint}`);
   }
 }

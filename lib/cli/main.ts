@@ -22,6 +22,7 @@ const COMMANDS: Command[] = [listCommand, clearCommand, resetCommand, setCommand
 const COMMON_OPTIONS: CommandOption[] = [
   { name: 'url', type: 'string', valueName: 'URL', description: 'The database (default: the DATABASE_URL environment variable); see below' },
   { name: 'table', type: 'string', valueName: 'NAME', description: 'The lock table (default lockmgr_lock)' },
+  { name: 'schema', type: 'string', valueName: 'NAME', description: "PostgreSQL: the lock table's schema (default: the one search_path finds)" },
   { name: 'help', type: 'boolean', short: 'h', description: 'Show this help' },
 ];
 
@@ -30,6 +31,11 @@ const DATABASES = [
   '  postgres://USER:PASSWORD@HOST:PORT/DATABASE   PostgreSQL (postgresql:// too)',
   '  mysql://USER:PASSWORD@HOST:PORT/DATABASE      MySQL (mariadb:// for MariaDB)',
   '  sqlite:PATH, file:PATH, file:///PATH or PATH  an SQLite file, which must exist',
+  'URL parameters (?NAME=VALUE&…; any other is refused):',
+  '  PostgreSQL     host (a name, or a Unix socket directory), port, sslmode (disable, require, verify-ca,',
+  '                 verify-full), sslrootcert, sslcert, sslkey (files), options=-c search_path=SCHEMA',
+  '  MySQL/MariaDB  socketPath, ssl (true, false), sslmode or ssl-mode (DISABLED, REQUIRED, VERIFY_CA,',
+  '                 VERIFY_IDENTITY), sslca, sslcert, sslkey or ssl-ca, ssl-cert, ssl-key (files)',
 ].join('\n');
 
 const EXIT_CODES = [
@@ -74,7 +80,7 @@ function mainHelp(): string {
 
 function commandHelp(command: Command): string {
   return [
-    `Usage: ${PROGRAM} ${command.name} ${command.synopsis} [--url URL] [--table NAME]`.replace(/ +/g, ' '),
+    `Usage: ${PROGRAM} ${command.name} ${command.synopsis} [--url URL] [--table NAME] [--schema NAME]`.replace(/ +/g, ' '),
     '',
     command.description,
     '',
@@ -123,7 +129,7 @@ function readCommandLine(args: string[], environment: NodeJS.ProcessEnv): Invoca
   const tableName = checkIdentifier(given.table ?? 'lockmgr_lock', '--table', MAX_TABLE_NAME_LENGTH);
   const url = (given.url as string | undefined) ?? environment.DATABASE_URL;
   if (url === undefined) throw new UsageError('no database given: pass --url URL or set DATABASE_URL.');
-  const target = parseDatabaseUrl(url, given.url === undefined ? 'DATABASE_URL' : '--url');
+  const target = parseDatabaseUrl(url, given.url === undefined ? 'DATABASE_URL' : '--url', given.schema as string | undefined);
   return { command, run, target, tableName };
 }
 

@@ -13,11 +13,12 @@ export class TcpProxy {
 
   private constructor(private readonly server: Server) {}
 
-  static async start(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  /** A relay to the target, listening on a free port of `listenHost` (`::1` to reach an IPv4-only server over IPv6). */
+  static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<TcpProxy> {
     const server = createServer();
     const proxy = new TcpProxy(server);
     server.on('connection', (client) => proxy.relay(client, targetHost, targetPort));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => server.listen(0, listenHost, resolve));
     return proxy;
   }
 
