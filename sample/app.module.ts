@@ -3,7 +3,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { LockMgrModule } from '../lib';
-import { sampleDataSourceOptions } from './database';
+import { sampleDatabase } from './database';
 import { HealthController } from './health.controller';
 import { IndexerJob } from './indexer.job';
 import { instanceName } from './instance';
@@ -15,7 +15,7 @@ import { ReportJob } from './report.job';
   imports: [
     // Runs the @Cron job, and the lock module's clean-up of expired rows.
     ScheduleModule.forRoot(),
-    TypeOrmModule.forRoot(sampleDataSourceOptions()),
+    TypeOrmModule.forRoot(sampleDatabase().options),
     LockMgrModule.forRoot({ lockedBy: instanceName }),
     // GET /health, with the lock module's health indicator.
     TerminusModule.forRoot(),

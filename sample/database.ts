@@ -1,19 +1,14 @@
 import { join } from 'node:path';
-import type { DataSourceOptions } from 'typeorm';
+import { DatabaseTarget, parseDatabaseUrl } from '../lib/cli/database-url';
 
 /**
- * The sample's database: PostgreSQL or MySQL/MariaDB when DATABASE_URL names one, otherwise the
- * embedded default, an SQLite file that every instance on this host shares (no server to set up).
+ * The sample's database: the one DATABASE_URL names, read as the `nestjs-lockmgr` command reads it
+ * (PostgreSQL, MySQL/MariaDB or an SQLite file; no message shows its password), otherwise the embedded
+ * default, an SQLite file that every instance on this host shares (no server to set up).
  */
-export function sampleDataSourceOptions(): DataSourceOptions {
+export function sampleDatabase(): DatabaseTarget {
   const url = process.env.DATABASE_URL;
-  if (!url) return { type: 'better-sqlite3', database: process.env.SQLITE_FILE ?? join(process.cwd(), 'sample.sqlite') };
-  const scheme = new URL(url).protocol.replace(/:$/, '');
-  if (scheme === 'postgres' || scheme === 'postgresql') return { type: 'postgres', url };
-  if (scheme === 'mysql' || scheme === 'mariadb') return { type: scheme, url };
-  throw new Error(`DATABASE_URL must be a postgres://, mysql:// or mariadb:// URL, got "${scheme}://…".`);
-}
-
-export function describeDatabase(options: DataSourceOptions): string {
-  return options.type === 'better-sqlite3' ? `SQLite file ${options.database}` : `${options.type} at ${new URL(process.env.DATABASE_URL!).host}`;
+  if (url) return parseDatabaseUrl(url, 'DATABASE_URL');
+  const file = process.env.SQLITE_FILE ?? join(process.cwd(), 'sample.sqlite');
+  return { options: { type: 'better-sqlite3', database: file }, description: `SQLite file ${file}` };
 }

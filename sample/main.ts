@@ -1,6 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module';
-import { describeDatabase, sampleDataSourceOptions } from './database';
+import { sampleDatabase } from './database';
 import { logLockEvents } from './lock-events';
 import { printMetrics } from './metrics';
 
@@ -18,7 +18,7 @@ async function bootstrap(): Promise<void> {
   app.enableShutdownHooks();
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port);
-  console.log(`listening on http://localhost:${port}, locks in the ${describeDatabase(sampleDataSourceOptions())}`);
+  console.log(`listening on http://localhost:${port}, locks in the ${sampleDatabase().description}`);
 }
 
 void bootstrap();

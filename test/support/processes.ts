@@ -148,7 +148,16 @@ export interface CommandOptions {
 
 /** Runs `nestjs-lockmgr` with `args`, as a user would from a shell, and resolves when it exits. */
 export function runCommand(args: string[], options: CommandOptions = {}): Promise<Finished> {
-  const child = spawn(process.execPath, [compiledCommand(), ...args], { env: { PATH: process.env.PATH ?? '', ...options.env } });
+  return runProgram(compiledCommand(), args, options);
+}
+
+/** Runs one instance of the sample app, compiled, as `npm start` runs each of its instances, and resolves when it exits. */
+export function runSampleApp(options: CommandOptions = {}): Promise<Finished> {
+  return runProgram(compiled(join(PACKAGE_ROOT, 'dist', 'sample', 'main.js')), [], options);
+}
+
+function runProgram(script: string, args: string[], options: CommandOptions): Promise<Finished> {
+  const child = spawn(process.execPath, [script, ...args], { env: { PATH: process.env.PATH ?? '', ...options.env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));
