@@ -22,7 +22,7 @@ export class UrlParameters {
     for (const pair of query.replace(/^\?/, '').split('&')) {
       if (pair === '') continue;
       const separator = pair.indexOf('=');
-      const spelling = decoded(separator < 0 ? pair : pair.slice(0, separator), `a parameter name`, argument);
+      const spelling = decoded(separator < 0 ? pair : pair.slice(0, separator), 'a parameter name', argument);
       const name = Object.hasOwn(spellings, spelling) ? spellings[spelling] : undefined;
       if (name === undefined) {
         const known = listed(Object.keys(spellings), 'and');
