@@ -9,7 +9,10 @@ export interface LockMgrModuleOptions {
   defaultExpires?: number;
   /** Recorded as `locked_by` on every lock this app takes. Default: the host name. */
   lockedBy?: string;
-  /** Seconds between deletions of expired rows (needs `ScheduleModule` imported); 0 turns it off. Default 60. */
+  /**
+   * Seconds between deletions of expired rows (needs `ScheduleModule` imported); each run starts at a random
+   * moment of the first half of its interval. 0 turns it off. Default 60.
+   */
   cleanupInterval?: number;
   /** Create the lock table (or add the columns it lacks) at start-up. Default true. */
   ensureTable?: boolean;
