@@ -147,9 +147,10 @@ describe('Lock modules on two data sources, each with the default table name', (
       expect((await Promise.all(tables.map((dataSource) => lockNames(dataSource, 'lockmgr_lock')))).flat()).toEqual(['expiring', 'expiring']);
       await until(async () => (await Promise.all(tables.map((dataSource) => lockNames(dataSource, 'lockmgr_lock')))).flat().length === 0);
     } finally {
-      await moduleRef.close();
-      removeSqliteFile(orders);
-      removeSqliteFile(audit);
+      await moduleRef.close().finally(() => {
+        removeSqliteFile(orders);
+        removeSqliteFile(audit);
+      });
     }
   });
 });
