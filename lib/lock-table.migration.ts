@@ -1,10 +1,8 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { dialectEntry } from './dialects/dialect-registry';
 import type { SchemaDatabase } from './dialects/schema-database';
-import { MAX_TABLE_NAME_LENGTH } from './lockmgr-options';
+import { DEFAULT_TABLE_NAME, MAX_TABLE_NAME_LENGTH } from './lockmgr-options';
 import { checkIdentifier } from './validation';
-
-const DEFAULT_TABLE_NAME = 'lockmgr_lock';
 
 export interface LockTableMigrationOptions {
   /** The lock table's name, as given to `LockMgrModule` (default `'lockmgr_lock'`). */

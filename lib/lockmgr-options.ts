@@ -93,6 +93,9 @@ export const MODULE_OPTION_NAMES = [
 /** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
 export const MAX_TABLE_NAME_LENGTH = 40;
 
+/** django-lockmgr's table, which a Nest app shares by default. */
+export const DEFAULT_TABLE_NAME = 'lockmgr_lock';
+
 /** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
 export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'): ResolvedLockMgrOptions {
   const given = checkOptions<LockMgrModuleOptions>(options, `${module} options`, MODULE_OPTION_NAMES);
@@ -101,7 +104,7 @@ export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'
     throw new RangeError(`${module} option poolSize must be an integer from 1 to 1000, got ${String(poolSize)}.`);
   }
   return {
-    tableName: checkIdentifier(given.tableName ?? 'lockmgr_lock', `${module} option tableName`, MAX_TABLE_NAME_LENGTH),
+    tableName: checkIdentifier(given.tableName ?? DEFAULT_TABLE_NAME, `${module} option tableName`, MAX_TABLE_NAME_LENGTH),
     defaultExpires:
       given.defaultExpires === undefined ? 600 : checkExpires(given.defaultExpires, `${module} option defaultExpires`),
     lockedBy: checkText(given.lockedBy, `${module} option lockedBy`) ?? hostname(),

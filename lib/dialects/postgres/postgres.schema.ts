@@ -1,8 +1,8 @@
 import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { checkIdentifier } from '../../validation';
-import type { SchemaDatabase } from '../schema-database';
 import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
+import type { SchemaDatabase } from '../schema-database';
 import { PostgresExecutor, postgresTransaction } from './postgres-pool';
 
 export interface PostgresNames {
