@@ -5,7 +5,8 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource, DataSourceOptions } from 'typeorm';
-import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../lib';
+import { LockMgrModule, LockMgrModuleOptions, LockService } from '../lib';
+import { removeLockTable } from '../test/support/lock-table-removal';
 
 /** The servers measured: the local ones, or those the test suite is pointed at. */
 export const POSTGRES_URL = process.env.LOCKMGR_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -50,11 +51,9 @@ export async function dropBenchTables(): Promise<void> {
       continue;
     }
     const dataSource = await new DataSource(benchDataSourceOptions(database)).initialize();
-    const queryRunner = dataSource.createQueryRunner();
     try {
-      for (const tableName of names) await new (createLockTableMigration({ tableName }))().down(queryRunner);
+      for (const tableName of names) await removeLockTable(dataSource, tableName);
     } finally {
-      await queryRunner.release();
       await dataSource.destroy();
     }
   }

@@ -8,6 +8,10 @@ import type { LockEntity, LockRecord } from './lock.entity';
  * `node:diagnostics_channel`; the message of each channel is described by the interface named after
  * it ({@link LockAcquiredMessage} …). Nothing is built or sent while a channel has no subscriber.
  *
+ * A subscriber must not throw: the lock operation under way still completes, but Node rethrows the
+ * error as an uncaught exception, which ends the process and leaves its locks taken until their leases
+ * end. Catch and log inside the subscriber.
+ *
  * Times are seconds. Durations are measured by this process's monotonic clock; dates are the
  * database's.
  */

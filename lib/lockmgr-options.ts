@@ -9,7 +9,10 @@ export interface LockMgrModuleOptions {
   defaultExpires?: number;
   /** Recorded as `locked_by` on every lock this app takes. Default: the host name. */
   lockedBy?: string;
-  /** Seconds between deletions of expired rows (needs `ScheduleModule` imported); 0 turns it off. Default 60. */
+  /**
+   * Seconds between deletions of expired rows (needs `ScheduleModule` imported); each run starts at a random
+   * moment of the first half of its interval. 0 turns it off. Default 60.
+   */
   cleanupInterval?: number;
   /** Create the lock table (or add the columns it lacks) at start-up. Default true. */
   ensureTable?: boolean;
@@ -90,6 +93,9 @@ export const MODULE_OPTION_NAMES = [
 /** The table name is spliced into SQL, and suffixed to name its sequence or counter: PostgreSQL caps names at 63 characters. */
 export const MAX_TABLE_NAME_LENGTH = 40;
 
+/** django-lockmgr's table, which a Nest app shares by default. */
+export const DEFAULT_TABLE_NAME = 'lockmgr_lock';
+
 /** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
 export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'): ResolvedLockMgrOptions {
   const given = checkOptions<LockMgrModuleOptions>(options, `${module} options`, MODULE_OPTION_NAMES);
@@ -98,7 +104,7 @@ export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'
     throw new RangeError(`${module} option poolSize must be an integer from 1 to 1000, got ${String(poolSize)}.`);
   }
   return {
-    tableName: checkIdentifier(given.tableName ?? 'lockmgr_lock', `${module} option tableName`, MAX_TABLE_NAME_LENGTH),
+    tableName: checkIdentifier(given.tableName ?? DEFAULT_TABLE_NAME, `${module} option tableName`, MAX_TABLE_NAME_LENGTH),
     defaultExpires:
       given.defaultExpires === undefined ? 600 : checkExpires(given.defaultExpires, `${module} option defaultExpires`),
     lockedBy: checkText(given.lockedBy, `${module} option lockedBy`) ?? hostname(),

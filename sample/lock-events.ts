@@ -14,40 +14,47 @@ const time = (date: Date | null) => (date ? date.toTimeString().slice(0, 8) : 'n
 const seconds = (value: number | null) => (value === null ? '?' : `${value.toFixed(3)} s`);
 
 /**
+ * Subscribes `print` to `channel` so that it never throws: an error a subscriber throws would end the
+ * instance (Node rethrows it as an uncaught exception) and leave its locks taken until their leases end.
+ */
+function printOn<Message>(channel: string, print: (message: Message) => void): void {
+  subscribe(channel, (message) => {
+    try {
+      print(message as Message);
+    } catch (error) {
+      console.error(`printing a lock event of ${channel} failed: ${error}`);
+    }
+  });
+}
+
+/**
  * Prints the lock events of this instance as plain lines. By default only what tells the story of the
  * cluster without burying its ticks: runs skipped because another instance took the tick or held the
  * lock, and locks lost. With `all`, every acquisition, renewal and release too.
  */
 export function logLockEvents(all: boolean): void {
-  subscribe(LOCKMGR_CHANNELS.elected, (message) => {
-    const { name, fencingToken, waited } = message as LockElectedMessage;
+  printOn<LockElectedMessage>(LOCKMGR_CHANNELS.elected, ({ name, fencingToken, waited }) => {
     console.log(`elected leader of "${name}" (term token ${fencingToken}) after campaigning ${seconds(waited)}`);
   });
-  subscribe(LOCKMGR_CHANNELS.demoted, (message) => {
-    const { name, fencingToken, reason, held } = message as LockDemotedMessage;
+  printOn<LockDemotedMessage>(LOCKMGR_CHANNELS.demoted, ({ name, fencingToken, reason, held }) => {
     console.log(`no longer leader of "${name}" (${reason}; term token ${fencingToken}, led ${seconds(held)})`);
   });
-  subscribe(LOCKMGR_CHANNELS.skipped, (message) => {
-    const { method, error } = message as LockSkippedMessage;
+  printOn<LockSkippedMessage>(LOCKMGR_CHANNELS.skipped, ({ method, error }) => {
     // The indexer's followers skip the leader's work at every tick: that is the point, not news.
     if (method === 'IndexerJob.index') return;
     console.log(`skipped ${method}: ${error.message}`);
   });
-  subscribe(LOCKMGR_CHANNELS.lost, (message) => {
-    const { error, fencingToken, held } = message as LockLostMessage;
+  printOn<LockLostMessage>(LOCKMGR_CHANNELS.lost, ({ error, fencingToken, held }) => {
     console.log(`lost: ${error.message} (fencing token ${fencingToken}, held ${seconds(held)})`);
   });
   if (!all) return;
-  subscribe(LOCKMGR_CHANNELS.acquired, (message) => {
-    const { name, fencingToken, waited, lockedUntil } = message as LockAcquiredMessage;
+  printOn<LockAcquiredMessage>(LOCKMGR_CHANNELS.acquired, ({ name, fencingToken, waited, lockedUntil }) => {
     console.log(`acquired lock "${name}" (fencing token ${fencingToken}) after waiting ${seconds(waited)}, expires ${time(lockedUntil)}`);
   });
-  subscribe(LOCKMGR_CHANNELS.renewed, (message) => {
-    const { name, fencingToken, lockedUntil } = message as LockRenewedMessage;
+  printOn<LockRenewedMessage>(LOCKMGR_CHANNELS.renewed, ({ name, fencingToken, lockedUntil }) => {
     console.log(`renewed lock "${name}" (fencing token ${fencingToken}), expires ${time(lockedUntil)}`);
   });
-  subscribe(LOCKMGR_CHANNELS.released, (message) => {
-    const { name, fencingToken, held, forced, keptUntil } = message as LockReleasedMessage;
+  printOn<LockReleasedMessage>(LOCKMGR_CHANNELS.released, ({ name, fencingToken, held, forced, keptUntil }) => {
     const how = forced ? 'force-released' : 'released';
     const token = fencingToken === null ? '' : ` (fencing token ${fencingToken})`;
     const kept = keptUntil ? `, kept by minHold until ${time(keptUntil)}` : '';

@@ -14,8 +14,9 @@ describeEachDatabase('Sharing the lock table django-lockmgr created', (database)
     await django.migrate();
   });
   afterAll(async () => {
-    await django?.stop();
     await dropLockTable(database, isolation);
+    await django?.unmigrate();
+    await django?.stop();
   });
 
   if (database.kind === 'sqlite') {
@@ -148,10 +149,11 @@ describeEachDatabase('Sharing the lock table django-lockmgr created', (database)
         await moduleRef.close();
       }
     } finally {
-      await migratedDjango.stop();
       await migrated.query(`DROP TABLE IF EXISTS ${migrated.driver.escape(`${table}_migrations`)}`);
       await migrated.destroy();
       await dropLockTable(database, isolation, table);
+      await migratedDjango.unmigrate();
+      await migratedDjango.stop();
     }
   });
 });

@@ -2,9 +2,10 @@ import { BeforeApplicationShutdown, INestApplicationContext, Injectable } from '
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { DataSource } from 'typeorm';
 import { LockMgrModuleOptions, LockService } from '../lib';
+import { LibraryTimers } from './support/library-timers';
 import { dropLockTable, lockTestingModule, sleep, until } from './support/lock-app';
 import { RecordingLogger } from './support/recording-logger';
-import { describeEachDatabase, TestDatabase, uniqueName } from './support/test-databases';
+import { describeEachDatabase, describeOnDatabase, TestDatabase, testDatabase, uniqueName } from './support/test-databases';
 
 /** More expired rows than one clean-up statement deletes (1000), so the task needs several. */
 const EXPIRED = 2100;
@@ -53,7 +54,7 @@ async function startApp(database: TestDatabase, isolation: string, options: Lock
 
 describeEachDatabase('The clean-up task', (database) => {
   const isolation = uniqueName('cleanup');
-  const task = `lockmgr-cleanup:${isolation}`;
+  const task = `lockmgr-cleanup:default:${isolation}`;
 
   afterAll(() => dropLockTable(database, isolation));
 
@@ -84,8 +85,8 @@ describeEachDatabase('The clean-up task', (database) => {
       const dataSource = app.get(DataSource);
       await dataSource.query(`DROP TABLE ${dataSource.driver.escape(failing)}`);
       await until(() => logger.lines('error', 'LockCleanup').length >= 2, 10_000);
-      expect(logger.lines('error', 'LockCleanup')[0]).toMatch(/^Deleting expired locks failed \(the next try is in 0.1 s\): /);
-      expect(app.get(SchedulerRegistry).getIntervals()).toContain(`lockmgr-cleanup:${failing}`);
+      expect(logger.lines('error', 'LockCleanup')[0]).toMatch(/^Deleting expired locks failed \(the next try is in about 0.1 s\): /);
+      expect(app.get(SchedulerRegistry).getIntervals()).toContain(`lockmgr-cleanup:default:${failing}`);
     } finally {
       await app.close();
       await dropLockTable(database, failing);
@@ -111,6 +112,54 @@ describeEachDatabase('The clean-up task', (database) => {
       expect(logger.lines('debug', 'LockCleanup')).toEqual([expect.stringMatching(/^No clean-up task without ScheduleModule/)]);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describeOnDatabase(testDatabase('sqlite'), 'The clean-up task’s schedule', (database) => {
+  const isolation = uniqueName('cleanup_schedule');
+
+  afterAll(() => dropLockTable(database, isolation));
+
+  it('starts each run at a random moment of its interval, never more than 1½ intervals after the last one', async () => {
+    const interval = 1;
+    const { app, locks } = await startApp(database, isolation, { cleanupInterval: interval }, true);
+    const runs: number[] = [];
+    const cleanLocks = locks.cleanLocks.bind(locks);
+    jest.spyOn(locks, 'cleanLocks').mockImplementation(() => (runs.push(performance.now() / 1000), cleanLocks()));
+    try {
+      await until(() => runs.length >= 6, 20_000);
+    } finally {
+      await app.close();
+    }
+    const gaps = runs.slice(1, 6).map((run, index) => run - runs[index]);
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThan(interval / 2 - 0.05);
+      // The bound, with room for the timers of a busy machine.
+      expect(gap).toBeLessThan(interval * 1.5 + 0.5);
+    }
+    // Runs at fixed moments would be one interval apart, give or take the timers' few milliseconds.
+    expect(Math.max(...gaps) - Math.min(...gaps)).toBeGreaterThan(0.05);
+  });
+
+  it('stops start-up when its name is taken in the app’s SchedulerRegistry, saying so, and leaves no timer running', async () => {
+    const name = `lockmgr-cleanup:default:${isolation}`;
+    // An interval of the app's own, registered before the lock module starts.
+    const appInterval = {
+      provide: 'app interval',
+      inject: [SchedulerRegistry],
+      useFactory: (registry: SchedulerRegistry) => registry.addInterval(name, setInterval(() => undefined, 60_000).unref()),
+    };
+    const timers = new LibraryTimers().start();
+    const moduleRef = await lockTestingModule(database, isolation, { cleanupInterval: 0.1 }, { imports: [ScheduleModule.forRoot()], providers: [appInterval] }).compile();
+    try {
+      await expect(moduleRef.init()).rejects.toThrow(
+        `The clean-up task "${name}" is already in the app's SchedulerRegistry: the app has an interval of that name, or two lock modules on data sources of the same name use the same table.`,
+      );
+      // Nest cannot close an app whose start-up failed (close() rethrows the failure): nothing of it may keep running.
+      expect(timers.stillPending).toEqual([]);
+    } finally {
+      timers.stop();
     }
   });
 });

@@ -16,7 +16,9 @@ import {
 } from '../lib';
 import { createLockApp, dropLockTable, LockApp, lockTestingModule, sleep, until, useLockApp } from './support/lock-app';
 import { RecordingLogger } from './support/recording-logger';
-import { describeEachDatabase, uniqueName } from './support/test-databases';
+import { ScriptProcess } from './support/processes';
+import { describeEachDatabase, describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
+import type { ThrowingSubscriberEvent, ThrowingSubscriberSettings } from './workers/throwing-subscriber-worker';
 
 type LockEvent = { [Event in keyof LockEventMessages]: { event: Event; message: LockEventMessages[Event] } }[keyof LockEventMessages];
 
@@ -308,3 +310,27 @@ describeEachDatabase('Lock events of scheduled @WithLock runs', (database) => {
     await until(() => log.messages(INTERVAL_LOCK, 'acquired').length > acquiredBefore + 1);
   });
 });
+
+for (const kind of ['postgres', 'mysql'] as const) {
+  describeOnDatabase(testDatabase(kind), 'A lock event subscriber that throws', (database) => {
+    const isolation = uniqueName('throwing_subscriber');
+    let app: LockApp;
+
+    useLockApp(database, isolation, (started) => (app = started));
+
+    it('leaves the operation under way whole, then ends the process: the lock it held stays taken until its lease ends', async () => {
+      const settings: ThrowingSubscriberSettings = { dataSourceOptions: database.dataSourceOptions(isolation), tableName: isolation, lockName: 'subscribed' };
+      const worker = new ScriptProcess('workers/throwing-subscriber-worker.ts', [JSON.stringify(settings)]);
+      const acquired = await worker.nextEvent<Extract<ThrowingSubscriberEvent, { event: 'acquired' }>>();
+      const { code, stdout, stderr } = await worker.finished;
+
+      expect(acquired).toEqual({ event: 'acquired', fencingToken: expect.any(Number) });
+      expect(code).toBe(1);
+      expect(stderr).toContain('Error: The lock event subscriber failed');
+      // The release that came next never ran: nothing runs after the uncaught exception.
+      expect(stdout).not.toContain('released');
+      const [held] = (await app.locks.listLocks()).filter((lock) => lock.name === 'subscribed');
+      expect(held).toMatchObject({ fencingToken: acquired.fencingToken, expired: false });
+    });
+  });
+}

@@ -4,6 +4,7 @@ import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { createLockTableMigration, getLockServiceToken, LockMgrModule, LockMgrModuleOptions, LockMgrOptionsFactory, LockService } from '../lib';
 import { dropLockTable } from './support/lock-app';
+import { removeLockTable } from './support/lock-table-removal';
 import { describeEachDatabase, removeSqliteFile, testDatabases, uniqueName } from './support/test-databases';
 
 const LOCK_SETTINGS = 'LOCK_SETTINGS';
@@ -153,6 +154,7 @@ describeEachDatabase('LockMgrModule', (database) => {
       expect(await tableExists(migrated, table)).toBe(false);
     } finally {
       await migrated.query(`DROP TABLE IF EXISTS ${migrated.driver.escape(`${table}_migrations`)}`);
+      await removeLockTable(migrated, table);
       await migrated.destroy();
     }
   });

@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
+import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { Test, TestingModule } from '@nestjs/testing';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { getLockServiceToken, InjectLockService, LeaderOnly, LockContext, LockMgrModule, LockService, WithLock } from '../lib';
 import { LockMgrTestingModule } from '../lib/testing';
 import { dropLockTable, until } from './support/lock-app';
-import { testDatabase, uniqueName } from './support/test-databases';
+import { removeSqliteFile, testDatabase, uniqueName } from './support/test-databases';
 
 const postgres = testDatabase('postgres');
 const mariadb = testDatabase('mysql');
@@ -118,6 +119,38 @@ describe('Two lock modules on one data source', () => {
     } finally {
       await dataSource.destroy();
       await dropLockTable(sqlite, table);
+    }
+  });
+});
+
+describe('Lock modules on two data sources, each with the default table name', () => {
+  it('each run a clean-up task of their own, named after the data source and the table', async () => {
+    const sqlite = testDatabase('sqlite');
+    const [orders, audit] = [uniqueName('orders'), uniqueName('audit')];
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        ScheduleModule.forRoot(),
+        TypeOrmModule.forRoot(sqlite.dataSourceOptions(orders)),
+        TypeOrmModule.forRoot({ ...sqlite.dataSourceOptions(audit), name: 'audit' }),
+        LockMgrModule.forRoot({ cleanupInterval: 0.1 }),
+        LockMgrModule.forRoot({ dataSource: 'audit', cleanupInterval: 0.1 }),
+      ],
+      providers: [Exports],
+    }).compile();
+    try {
+      await moduleRef.init();
+      expect(moduleRef.get(SchedulerRegistry).getIntervals().sort()).toEqual(['lockmgr-cleanup:audit:lockmgr_lock', 'lockmgr-cleanup:default:lockmgr_lock']);
+      const tables = [moduleRef.get(DataSource), moduleRef.get<DataSource>(getDataSourceToken('audit'))];
+      const { locks, auditLocks } = moduleRef.get(Exports);
+      await locks.getLock('expiring', { expires: 0.1 });
+      await auditLocks.getLock('expiring', { expires: 0.1 });
+      expect((await Promise.all(tables.map((dataSource) => lockNames(dataSource, 'lockmgr_lock')))).flat()).toEqual(['expiring', 'expiring']);
+      await until(async () => (await Promise.all(tables.map((dataSource) => lockNames(dataSource, 'lockmgr_lock')))).flat().length === 0);
+    } finally {
+      await moduleRef.close().finally(() => {
+        removeSqliteFile(orders);
+        removeSqliteFile(audit);
+      });
     }
   });
 });

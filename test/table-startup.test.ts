@@ -205,3 +205,22 @@ describeOnDatabase(testDatabase('mysql'), 'Instances starting together on a miss
     }
   });
 });
+
+describeEachDatabase('A lock table dropped by hand', (database) => {
+  const isolation = uniqueName('dropped');
+
+  afterAll(() => dropLockTable(database, isolation));
+
+  it('is made again at start-up, with fencing tokens that go on from the last one', async () => {
+    const first = await createLockApp(database, isolation);
+    const before = (await first.locks.getLock('job', { expires: 60 })).fencingToken;
+    await first.dataSource.query(`DROP TABLE ${first.dataSource.driver.escape(isolation)}`);
+    await first.close();
+    const second = await createLockApp(database, isolation);
+    try {
+      expect((await second.locks.getLock('job', { expires: 60 })).fencingToken).toBeGreaterThan(before);
+    } finally {
+      await second.close();
+    }
+  });
+});

@@ -3,20 +3,14 @@ import type { ResolvedLockMgrOptions } from '../lockmgr-options';
 import type { LockDialect } from './lock-dialect';
 import { detectMysqlServer } from './mysql/mysql-server';
 import { MysqlDialect } from './mysql/mysql.dialect';
-import { mysqlDropStatements, mysqlSchemaStatements } from './mysql/mysql.schema';
+import { mysqlSchemaStatements } from './mysql/mysql.schema';
+import { mysqlRevertStatements } from './mysql/mysql-schema-revert';
 import { PostgresDialect } from './postgres/postgres.dialect';
-import { postgresDropStatements, postgresSchemaStatements } from './postgres/postgres.schema';
+import { postgresRevertStatements, postgresSchemaStatements } from './postgres/postgres.schema';
 import type { ReleaseWaiters } from './release-waiters';
+import type { SchemaDatabase } from './schema-database';
 import { SqliteDialect } from './sqlite/sqlite.dialect';
-import { sqliteDropStatements, sqliteSchemaStatements } from './sqlite/sqlite.schema';
-
-/** The database that schema statements are written for, as a migration sees it. */
-export interface SchemaDatabase {
-  /** The data source's schema (PostgreSQL); unset: the connection's current one. */
-  schema?: string;
-  /** Asks the database; MySQL's statements depend on which server answers. */
-  query: <Row>(sql: string) => Promise<Row[]>;
-}
+import { sqliteRevertStatements, sqliteSchemaStatements } from './sqlite/sqlite.schema';
 
 /** Everything nestjs-lockmgr does differently on one kind of database. */
 export interface DialectEntry {
@@ -24,27 +18,30 @@ export interface DialectEntry {
   create(dataSource: DataSource, options: ResolvedLockMgrOptions, waiters: ReleaseWaiters): LockDialect;
   /** The DDL that creates (or completes) the lock table, the same as `ensureTable` runs; every statement is idempotent. */
   createStatements(tableName: string, database: SchemaDatabase): Promise<string[]>;
-  /** The DDL that drops the lock table and what was created with it. */
-  dropStatements(tableName: string, database: SchemaDatabase): string[];
+  /**
+   * The DDL that undoes `createStatements`: drops the table nestjs-lockmgr created, or removes what it
+   * added to a django-lockmgr table. Never the fencing-token source, so tokens never start again from 1.
+   */
+  revertStatements(tableName: string, database: SchemaDatabase): Promise<string[]>;
 }
 
 const postgres: DialectEntry = {
   create: (dataSource, options, waiters) => new PostgresDialect(dataSource, options, waiters),
   createStatements: async (tableName, database) => postgresSchemaStatements(tableName, database.schema),
-  dropStatements: (tableName, database) => postgresDropStatements(tableName, database.schema),
+  revertStatements: postgresRevertStatements,
 };
 
 /** Both of TypeORM's types reach MySQL or MariaDB, whichever the server is. */
 const mysql: DialectEntry = {
   create: (dataSource, options, waiters) => new MysqlDialect(dataSource, options, waiters),
   createStatements: async (tableName, database) => mysqlSchemaStatements(tableName, await detectMysqlServer(database.query)),
-  dropStatements: (tableName) => mysqlDropStatements(tableName),
+  revertStatements: async (tableName, database) => mysqlRevertStatements(tableName, await detectMysqlServer(database.query), database),
 };
 
 const sqlite: DialectEntry = {
   create: (dataSource, options, waiters) => new SqliteDialect(dataSource, options, waiters),
   createStatements: async (tableName) => sqliteSchemaStatements(tableName),
-  dropStatements: (tableName) => sqliteDropStatements(tableName),
+  revertStatements: sqliteRevertStatements,
 };
 
 /** The supported values of TypeORM's `DataSourceOptions.type`. */

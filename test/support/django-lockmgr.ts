@@ -48,6 +48,11 @@ export class DjangoService {
     for (const statement of djangoTableStatements(this.database.kind, this.table)) await this.dataSource.query(statement);
   }
 
+  /** Reverses django-lockmgr's migration (`manage.py migrate lockmgr zero`): drops its table, whatever columns it has. */
+  async unmigrate(): Promise<void> {
+    await this.dataSource.query(`DROP TABLE IF EXISTS ${this.quoted}`);
+  }
+
   async stop(): Promise<void> {
     await this.dataSource.destroy();
   }

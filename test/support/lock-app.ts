@@ -2,9 +2,10 @@ import type { ModuleMetadata } from '@nestjs/common';
 import { Test, TestingModuleBuilder } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { createLockTableMigration, LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
+import { LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
 import type { LockDialect } from '../../lib/dialects/lock-dialect';
 import { LOCK_DIALECT } from '../../lib/lockmgr.constants';
+import { removeLockTable } from './lock-table-removal';
 import { removeSqliteFile, TestDatabase } from './test-databases';
 
 export interface LockApp {
@@ -84,18 +85,15 @@ export function useLockApps(
 }
 
 /**
- * Drops what a test file created: a lock table (with its sequence or counter, as the migration's `down`
- * does on every database), or the SQLite file named after `isolation` when the table is named so too.
+ * Drops what a test file created: a lock table with its fencing-token sequence or counter, or the
+ * SQLite file named after `isolation` when the table is named so too.
  */
 export async function dropLockTable(database: TestDatabase, isolation: string, tableName = isolation): Promise<void> {
   if (database.kind === 'sqlite' && tableName === isolation) return removeSqliteFile(isolation);
-  const dataSource = new DataSource(database.dataSourceOptions(isolation));
-  await dataSource.initialize();
-  const queryRunner = dataSource.createQueryRunner();
+  const dataSource = await new DataSource(database.dataSourceOptions(isolation)).initialize();
   try {
-    await new (createLockTableMigration({ tableName }))().down(queryRunner);
+    await removeLockTable(dataSource, tableName);
   } finally {
-    await queryRunner.release();
     await dataSource.destroy();
   }
 }

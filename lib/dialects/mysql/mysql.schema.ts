@@ -18,6 +18,9 @@ export function mysqlNames(tableName: string): MysqlNames {
   };
 }
 
+/** The collation nestjs-lockmgr creates the lock table with, on each server; a django-lockmgr table keeps the database's. */
+export const MYSQL_TABLE_COLLATION: Record<MysqlServer, string> = { mariadb: 'utf8mb4_nopad_bin', mysql: 'utf8mb4_0900_bin' };
+
 /**
  * The DDL of the lock table, shared by `ensureTable` and the migration; every statement is idempotent.
  * Names are compared byte for byte with no trailing-space padding (`k`, `K` and `k ` are three locks),
@@ -39,7 +42,7 @@ export function mysqlSchemaStatements(tableName: string, server: MysqlServer): s
   if (server === 'mariadb') {
     return [
       `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
-      `CREATE TABLE IF NOT EXISTS ${table} (${columns}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin`,
+      `CREATE TABLE IF NOT EXISTS ${table} (${columns}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${MYSQL_TABLE_COLLATION.mariadb}`,
       `ALTER TABLE ${table}
         ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT (UUID()),
         ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT (NEXT VALUE FOR ${sequence})`,
@@ -52,14 +55,8 @@ export function mysqlSchemaStatements(tableName: string, server: MysqlServer): s
     `CREATE TABLE IF NOT EXISTS ${table} (${columns},
       owner varchar(36) NOT NULL,
       fencing_token bigint NOT NULL
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin`,
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${MYSQL_TABLE_COLLATION.mysql}`,
   ];
-}
-
-/** Drops the table and the token source of either server (`IF EXISTS` skips the other's). */
-export function mysqlDropStatements(tableName: string): string[] {
-  const { table, sequence, counter } = mysqlNames(tableName);
-  return [`DROP TABLE IF EXISTS ${table}, ${sequence}, ${counter}`];
 }
 
 /** How long `ensureTable` waits for another instance that is creating the table. */

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { checkIdentifier } from '../../validation';
 import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
+import type { SchemaDatabase } from '../schema-database';
 import { PostgresExecutor, postgresTransaction } from './postgres-pool';
 
 export interface PostgresNames {
@@ -97,7 +98,9 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
       ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
       ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}'),
       ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false`,
-    `ALTER SEQUENCE ${sequence} OWNED BY ${table}.fencing_token`,
+    // Tokens outlive the table: a sequence owned by the column (as earlier versions made it) would be
+    // dropped with it, and a table made again would restart its tokens at 1.
+    `ALTER SEQUENCE ${sequence} OWNED BY NONE`,
   ];
   const triggerStatements = [
     `CREATE OR REPLACE FUNCTION ${drawFunction}() RETURNS trigger LANGUAGE plpgsql AS $draw$
@@ -115,9 +118,29 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
   return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...(state?.trigger ? [] : triggerStatements)];
 }
 
-export function postgresDropStatements(tableName: string, schema?: string): string[] {
-  const { table, sequence, drawFunction } = postgresNames(tableName, schema);
-  return [`DROP TABLE IF EXISTS ${table}`, `DROP SEQUENCE IF EXISTS ${sequence}`, `DROP FUNCTION IF EXISTS ${drawFunction}()`];
+/** `$1` the quoted table: whether it exists, and whether nestjs-lockmgr created it (django-lockmgr's `created_at` has no default). */
+const POSTGRES_TABLE_ORIGIN = `SELECT to_regclass($1::text) IS NOT NULL AS exists,
+    EXISTS (SELECT FROM pg_attrdef JOIN pg_attribute ON attrelid = adrelid AND attnum = adnum
+      WHERE adrelid = to_regclass($1::text) AND attname = 'created_at') AS created`;
+
+/**
+ * What the migration's `down` runs: drops the table nestjs-lockmgr created, or removes from a
+ * django-lockmgr table only what it added (the columns `owner`, `fencing_token` and `waiting`, and the
+ * trigger), leaving Django's columns and rows. The fencing-token sequence is always kept, so that a
+ * later `up` goes on from the last token.
+ */
+export async function postgresRevertStatements(tableName: string, database: SchemaDatabase): Promise<string[]> {
+  const { table, sequence, drawFunction, drawTrigger } = postgresNames(tableName, database.schema);
+  const [origin] = await database.query<{ exists: boolean; created: boolean }>(POSTGRES_TABLE_ORIGIN, [table]);
+  const statements = [`ALTER SEQUENCE IF EXISTS ${sequence} OWNED BY NONE`];
+  if (origin.created) statements.push(`DROP TABLE ${table}`);
+  else if (origin.exists) {
+    statements.push(
+      `DROP TRIGGER IF EXISTS "${drawTrigger}" ON ${table}`,
+      `ALTER TABLE ${table} DROP COLUMN IF EXISTS owner, DROP COLUMN IF EXISTS fencing_token, DROP COLUMN IF EXISTS waiting`,
+    );
+  }
+  return [...statements, `DROP FUNCTION IF EXISTS ${drawFunction}()`];
 }
 
 const INSUFFICIENT_PRIVILEGE = '42501';

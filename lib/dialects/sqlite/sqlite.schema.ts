@@ -1,6 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { checkTableColumns, missingColumns } from '../lock-table-columns';
-
+import type { SchemaDatabase } from '../schema-database';
 
 export interface SqliteNames {
   table: string;
@@ -31,9 +31,15 @@ export function sqliteSchemaStatements(tableName: string): string[] {
   ];
 }
 
-export function sqliteDropStatements(tableName: string): string[] {
-  const { table, counter } = sqliteNames(tableName);
-  return [`DROP TABLE IF EXISTS ${table}`, `DROP TABLE IF EXISTS ${counter}`];
+/**
+ * What the migration's `down` runs: drops the table nestjs-lockmgr created, and leaves any other (SQLite
+ * never completes a django-lockmgr table, so a table with our columns is one it created). The counter
+ * is kept, so that a later `up` goes on from the last token.
+ */
+export async function sqliteRevertStatements(tableName: string, database: SchemaDatabase): Promise<string[]> {
+  const { table } = sqliteNames(tableName);
+  const columns = await database.query<{ name: string }>(`PRAGMA table_info(${table})`);
+  return missingColumns(columns.map((column) => column.name)).length === 0 ? [`DROP TABLE ${table}`] : [];
 }
 
 /**
