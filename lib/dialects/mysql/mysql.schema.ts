@@ -65,12 +65,27 @@ export function mysqlDropStatements(tableName: string): string[] {
 /** How long `ensureTable` waits for another instance that is creating the table. */
 const SCHEMA_LOCK_SECONDS = 60;
 
+/** What the catalogs say of the lock table and its token source. */
+interface MysqlSchemaState {
+  columns: string[];
+  /** The declared length of `name`; null when the column is missing or unbounded. */
+  nameLength: number | null;
+  /** Whether this account sees the sequence (MariaDB) or counter table (MySQL) that tokens are drawn from. */
+  tokenSource: boolean;
+}
+
 /**
- * What the catalogs say of the lock table and its token source; reading them takes no lock that DDL
- * or writes wait for. On MySQL the counter's row is inserted before the lock table is created, so a
- * lock table with our columns has it.
+ * Whether the table has every column the lock operations use. The token source is created before the
+ * columns that draw from it, so a table with our columns has it: an account that cannot see it in the
+ * catalog lacks the privileges to use it, which `inspectMysqlTable` reports. It is never created again
+ * for such a table either: a new sequence or counter would start below the tokens already granted.
  */
-async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string, server: MysqlServer) {
+function mysqlTableComplete(state: MysqlSchemaState): boolean {
+  return missingColumns(state.columns).length === 0;
+}
+
+/** Reads the catalogs, which takes no lock that DDL or writes wait for. */
+async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string, server: MysqlServer): Promise<MysqlSchemaState> {
   const { table, sequence, counter } = mysqlNames(tableName);
   const unquoted = (name: string) => name.slice(1, -1);
   const [columns] = await connection.execute<RowDataPacket[]>(
@@ -82,8 +97,11 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
     `SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :source`,
     { source: unquoted(server === 'mariadb' ? sequence : counter) },
   );
-  const names = columns.map((row) => row.name as string);
-  return { columns, complete: sources.length > 0 && missingColumns(names).length === 0 };
+  return {
+    columns: columns.map((row) => row.name as string),
+    nameLength: columns.find((row) => row.name === 'name')?.length ?? null,
+    tokenSource: sources.length > 0,
+  };
 }
 
 /**
@@ -92,7 +110,7 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
  * to alter it.
  */
 export async function ensureMysqlTable(pool: Pool, tableName: string, server: MysqlServer): Promise<void> {
-  if ((await schemaState(pool, tableName, server)).complete) return;
+  if (mysqlTableComplete(await schemaState(pool, tableName, server))) return;
   const connection = await pool.getConnection();
   // GET_LOCK serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
   const schemaLock = { name: `lockmgr:${tableName}`, timeout: SCHEMA_LOCK_SECONDS };
@@ -106,7 +124,7 @@ export async function ensureMysqlTable(pool: Pool, tableName: string, server: My
       throw new Error(`Waited ${SCHEMA_LOCK_SECONDS} seconds for another instance to create the lock table "${tableName}"; it never finished.`);
     }
     try {
-      if ((await schemaState(connection, tableName, server)).complete) return;
+      if (mysqlTableComplete(await schemaState(connection, tableName, server))) return;
       for (const statement of mysqlSchemaStatements(tableName, server)) await connection.query(statement);
     } finally {
       await connection.execute('DO RELEASE_LOCK(:name)', schemaLock);
@@ -116,16 +134,31 @@ export async function ensureMysqlTable(pool: Pool, tableName: string, server: My
   }
 }
 
-/** Checks that the lock table has every column the lock operations use; resolves the longest name its `name` column holds. */
+/**
+ * Checks that the lock table has every column the lock operations use, and that this account can draw
+ * tokens. Resolves the longest name its `name` column holds.
+ */
 export async function inspectMysqlTable(pool: Pool, tableName: string, server: MysqlServer): Promise<number> {
-  const { columns } = await schemaState(pool, tableName, server);
+  const state = await schemaState(pool, tableName, server);
   // Named as the other databases name it in messages, whatever the SQL quoting.
   checkTableColumns(
     `"${tableName}"`,
-    columns.map((row) => row.name),
+    state.columns,
     server === 'mysql'
       ? 'MySQL has no sequences, so no column default can give the rows Django inserts a fencing token, and nestjs-lockmgr cannot share this table on MySQL: use another tableName, or MariaDB or PostgreSQL to share locks with Django.'
       : undefined,
   );
-  return Number(columns.find((row) => row.name === 'name')!.length ?? Number.MAX_SAFE_INTEGER);
+  if (!state.tokenSource) throw new Error(tokenSourceMessage(tableName, server));
+  return Number(state.nameLength ?? Number.MAX_SAFE_INTEGER);
+}
+
+/** Why an account that cannot see the token source cannot take locks, and the grants it needs. */
+function tokenSourceMessage(tableName: string, server: MysqlServer): string {
+  const { sequence, counter } = mysqlNames(tableName);
+  const [source, privileges] = server === 'mariadb' ? [`sequence ${sequence}`, 'SELECT, INSERT'] : [`counter table ${counter}`, 'SELECT, UPDATE'];
+  return (
+    `The lock table "${tableName}" draws its fencing tokens from the ${source}, which this account cannot see: grant it ` +
+    `${privileges} on the ${source}, as well as SELECT, INSERT, UPDATE, DELETE on the table. ` +
+    `(If it was dropped, it is not created again here: new tokens must stay above the ones in the table.)`
+  );
 }
