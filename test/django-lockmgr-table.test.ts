@@ -5,6 +5,12 @@ import { DjangoService } from './support/django-lockmgr';
 import { createLockApp, dropLockTable, LockApp, tableRows } from './support/lock-app';
 import { describeEachDatabase, uniqueName } from './support/test-databases';
 
+/** Owner tokens from a cryptographic source: a version-4 UUID (PostgreSQL), or 32 hex digits of `RANDOM_BYTES(16)` (MariaDB). */
+const RANDOM_OWNER = {
+  postgres: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+  mysql: /^[0-9a-f]{32}$/,
+};
+
 describeEachDatabase('Sharing the lock table django-lockmgr created', (database) => {
   const isolation = uniqueName('django');
   let django: DjangoService;
@@ -34,6 +40,7 @@ describeEachDatabase('Sharing the lock table django-lockmgr created', (database)
 
   let app: LockApp;
   const token = async (name: string) => Number((await django.rows()).find((row) => row.name === name)!.fencing_token);
+  const randomOwner = RANDOM_OWNER[database.kind as 'postgres' | 'mysql'];
 
   beforeAll(async () => {
     // Locks Django holds before the Nest app ever starts.
@@ -49,11 +56,22 @@ describeEachDatabase('Sharing the lock table django-lockmgr created', (database)
     const rows = await django.rows();
     expect(rows.map((row) => row.name)).toEqual(['django-forever', 'django-held']);
     for (const row of rows) {
-      expect(row.owner).toMatch(/^[0-9a-f-]{36}$/);
+      expect(row.owner).toMatch(randomOwner);
       expect(Number(row.fencing_token)).toBeGreaterThan(0);
     }
     expect(rows[0].owner).not.toBe(rows[1].owner);
     expect(rows[0].fencing_token).not.toEqual(rows[1].fencing_token);
+  });
+
+  it('gives the rows Django inserts later random owner tokens, not version-1 UUIDs (made of the time and the MAC address)', async () => {
+    await django.insertLock('django-owner-1', { expires: 60 });
+    await django.insertLock('django-owner-2', { expires: 60 });
+    const owners = (await django.rows()).filter((row) => row.name.startsWith('django-owner-')).map((row) => row.owner);
+    for (const owner of owners) {
+      expect(owner).toMatch(randomOwner);
+      expect(owner).not.toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-1/);
+    }
+    expect(owners[0]).not.toBe(owners[1]);
   });
 
   it('keeps accepting rows Django inserts with its own columns only, drawing their tokens in line with its own', async () => {

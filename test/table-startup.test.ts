@@ -207,7 +207,47 @@ for (const kind of ['postgres', 'mysql'] as const) {
         }
         expect(warnings).toContainEqual(expect.stringMatching(/lacks the trigger .* start once with the table's owner, or run the lock table migration/));
       });
+      return;
     }
+
+    describe('on a table of an earlier version, whose owner default is UUID()', () => {
+      const ownerOfRowWithoutOne = async (name: string) => {
+        await admin.query(`INSERT INTO \`${isolation}\` (name, created_at, updated_at) VALUES (?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))`, [name]);
+        const [{ owner }] = await admin.query(`SELECT owner FROM \`${isolation}\` WHERE name = ?`, [name]);
+        return owner as string;
+      };
+
+      beforeAll(() => admin.query(`ALTER TABLE \`${isolation}\` ALTER COLUMN owner SET DEFAULT (UUID())`));
+
+      it('starts, keeping the default it may not change, and says how to change it', async () => {
+        const { app, warnings } = await startLogging(account.database, isolation);
+        try {
+          const lock = await app.locks.getLock('upgraded', { expires: 60 });
+          expect(await app.locks.unlock(lock)).toBe(true);
+        } finally {
+          await app.close();
+        }
+        expect(warnings).toEqual([
+          expect.stringContaining(
+            `The owner column of the lock table "${isolation}" still has the default of earlier versions, UUID(): the rows a Django service inserts get version-1 UUIDs`,
+          ),
+        ]);
+        expect(warnings[0]).toContain(`run: ALTER TABLE \`${isolation}\` ALTER COLUMN owner SET DEFAULT (LOWER(HEX(RANDOM_BYTES(16))))`);
+        expect(await ownerOfRowWithoutOne('before-upgrade')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-/);
+      });
+
+      it('gets random owner tokens for rows inserted without one, once an account that may alter the table starts', async () => {
+        const { app, warnings } = await startLogging(database, isolation);
+        await app.close();
+        expect(warnings).toEqual([]);
+        const owners = [await ownerOfRowWithoutOne('after-upgrade-1'), await ownerOfRowWithoutOne('after-upgrade-2')];
+        for (const owner of owners) expect(owner).toMatch(/^[0-9a-f]{32}$/);
+        expect(owners[0]).not.toBe(owners[1]);
+        const again = await startLogging(account.database, isolation);
+        await again.app.close();
+        expect(again.warnings).toEqual([]);
+      });
+    });
   });
 }
 
