@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { checkTableColumns, missingColumns } from '../lock-table-columns';
+import { inexactCollationWarning, localTimeWarning, NameColumn } from './django-table-checks';
 import { mariadbOwnerDefault, outdatedOwnerDefaultWarning, ownerDefaultOutdated, ownerDefaultStatement } from './mysql-owner-default';
 import type { DetectedMysqlServer, MysqlServer } from './mysql-server';
 
@@ -77,8 +78,8 @@ const SCHEMA_LOCK_SECONDS = 60;
 /** What the catalogs say of the lock table and its token source. */
 export interface MysqlSchemaState {
   columns: string[];
-  /** The declared length of `name`; null when the column is missing or unbounded. */
-  nameLength: number | null;
+  /** The `name` column; undefined when it is missing. */
+  name?: NameColumn & { length: number | null };
   /** The default of the `owner` column, as the catalog shows it. */
   ownerDefault?: string | null;
   /** Whether this account sees the sequence (MariaDB) or counter table (MySQL) that tokens are drawn from. */
@@ -100,7 +101,8 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
   const { table, sequence, counter } = mysqlNames(tableName);
   const unquoted = (name: string) => name.slice(1, -1);
   const [columns] = await connection.execute<RowDataPacket[]>(
-    `SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS length, COLUMN_DEFAULT AS columnDefault
+    `SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS length, COLUMN_TYPE AS type, COLLATION_NAME AS collation,
+        COLUMN_DEFAULT AS columnDefault
       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table`,
     { table: unquoted(table) },
   );
@@ -109,9 +111,10 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
     { source: unquoted(server === 'mariadb' ? sequence : counter) },
   );
   const column = (name: string) => columns.find((row) => row.name === name);
+  const name = column('name');
   return {
     columns: columns.map((row) => row.name as string),
-    nameLength: column('name')?.length ?? null,
+    name: name && { type: name.type, collation: name.collation, length: name.length },
     ownerDefault: column('owner')?.columnDefault,
     tokenSource: sources.length > 0,
   };
@@ -172,8 +175,14 @@ export async function inspectMysqlTable(pool: Pool, tableName: string, detected:
       : undefined,
   );
   if (!state.tokenSource) throw new Error(tokenSourceMessage(tableName, server));
-  if (ownerDefaultOutdated(detected, state.ownerDefault)) new Logger('LockMgrModule').warn(outdatedOwnerDefaultWarning(tableName, table));
-  return Number(state.nameLength ?? Number.MAX_SAFE_INTEGER);
+  const warnings = [
+    ownerDefaultOutdated(detected, state.ownerDefault) ? outdatedOwnerDefaultWarning(tableName, table) : undefined,
+    inexactCollationWarning(tableName, table, state.name!, server),
+    // Django's rows exist only on MariaDB: MySQL refuses its table.
+    server === 'mariadb' ? await localTimeWarning(pool, tableName, table) : undefined,
+  ];
+  for (const warning of warnings) if (warning) new Logger('LockMgrModule').warn(warning);
+  return Number(state.name!.length ?? Number.MAX_SAFE_INTEGER);
 }
 
 /** Why an account that cannot see the token source cannot take locks, and the grants it needs. */
