@@ -1,7 +1,9 @@
-import { Logger } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
 import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
+import { createLockTableMigration, LockMgrModule } from '../lib';
 import { createLockApp, dropLockTable, LockApp, sleep, useLockApp } from './support/lock-app';
+import { RecordingLogger } from './support/recording-logger';
 import {
   describeEachDatabase,
   describeOnDatabase,
@@ -91,13 +93,13 @@ describeEachDatabase('Starting on a complete lock table', (database) => {
   });
 });
 
-/** A role or user that may only read and write the lock table, and draw tokens; created and dropped by the test. */
+/** A role or user that may only read and write the lock table (and, with `drawsTokens`, draw tokens); created and dropped by the test. */
 interface LeastPrivilegeAccount {
   database: TestDatabase;
   drop(): Promise<void>;
 }
 
-async function leastPrivilegeAccount(database: TestDatabase, isolation: string, admin: DataSource): Promise<LeastPrivilegeAccount> {
+async function leastPrivilegeAccount(database: TestDatabase, isolation: string, admin: DataSource, drawsTokens: boolean): Promise<LeastPrivilegeAccount> {
   const account = uniqueName('lockapp');
   const url = new URL(database.kind === 'postgres' ? POSTGRES_URL : MYSQL_URL);
   url.username = account;
@@ -106,11 +108,11 @@ async function leastPrivilegeAccount(database: TestDatabase, isolation: string, 
     await admin.query(`CREATE ROLE "${account}" LOGIN`);
     await admin.query(`REVOKE CREATE ON SCHEMA public FROM "${account}"`);
     await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${isolation}" TO "${account}"`);
-    await admin.query(`GRANT USAGE ON SEQUENCE "${isolation}_fencing_token_seq" TO "${account}"`);
+    if (drawsTokens) await admin.query(`GRANT USAGE ON SEQUENCE "${isolation}_fencing_token_seq" TO "${account}"`);
   } else {
     await admin.query(`CREATE USER '${account}'@'127.0.0.1'`);
     await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${isolation}\` TO '${account}'@'127.0.0.1'`);
-    await admin.query(`GRANT SELECT, INSERT ON \`${isolation}_fencing_token_seq\` TO '${account}'@'127.0.0.1'`);
+    if (drawsTokens) await admin.query(`GRANT SELECT, INSERT ON \`${isolation}_fencing_token_seq\` TO '${account}'@'127.0.0.1'`);
   }
   return {
     database: { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.href }) } as TestDatabase,
@@ -125,27 +127,43 @@ async function leastPrivilegeAccount(database: TestDatabase, isolation: string, 
   };
 }
 
+/** Starts an app on `database`, and resolves it with the warnings the module logged as it started. */
+async function startLogging(database: TestDatabase, isolation: string): Promise<{ app: LockApp; warnings: string[] }> {
+  const logger = new RecordingLogger();
+  const app = await createLockApp(database, isolation, {}, logger);
+  return { app, warnings: logger.lines('warn', 'LockMgrModule') };
+}
+
 for (const kind of ['postgres', 'mysql'] as const) {
   describeOnDatabase(testDatabase(kind), 'An app whose account may only read and write the lock table', (database) => {
     const isolation = uniqueName('least_privilege');
     let admin: DataSource;
     let account: LeastPrivilegeAccount;
+    let tableOnlyAccount: LeastPrivilegeAccount;
 
     beforeAll(async () => {
-      // The table created by a privileged first start (the migration runs the same statements).
-      await (await createLockApp(database, isolation)).close();
-      admin = await new DataSource(database.dataSourceOptions(isolation)).initialize();
-      account = await leastPrivilegeAccount(database, isolation, admin);
+      // The table made by the migration, as an app that manages its schema runs it with a privileged account.
+      admin = await new DataSource({
+        ...database.dataSourceOptions(isolation),
+        migrations: [createLockTableMigration({ tableName: isolation })],
+        migrationsTableName: `${isolation}_migrations`,
+      }).initialize();
+      await admin.runMigrations();
+      account = await leastPrivilegeAccount(database, isolation, admin, true);
+      tableOnlyAccount = await leastPrivilegeAccount(database, isolation, admin, false);
     });
     afterAll(async () => {
       await account?.drop();
+      await tableOnlyAccount?.drop();
+      await admin?.query(`DROP TABLE IF EXISTS ${admin.driver.escape(`${isolation}_migrations`)}`);
       await admin?.destroy();
       await dropLockTable(database, isolation);
     });
 
     it('starts with the default options (ensureTable on) and takes and releases locks', async () => {
-      const app = await createLockApp(account.database, isolation);
+      const { app, warnings } = await startLogging(account.database, isolation);
       try {
+        expect(warnings).toEqual([]);
         const lock = await app.locks.getLock('least-privilege', { expires: 60 });
         expect(lock.fencingToken).toBeGreaterThan(0);
         expect(await app.locks.tryLock('least-privilege')).toBeNull();
@@ -157,25 +175,78 @@ for (const kind of ['postgres', 'mysql'] as const) {
       }
     });
 
-    if (kind !== 'postgres') return;
-
-    it('starts on a table of an earlier version, lacking the trigger it may not add, and says so', async () => {
-      await admin.query(`DROP TRIGGER "${isolation}_draw_fencing_token" ON "${isolation}"`);
-      const warnings = jest.spyOn(Logger.prototype, 'warn');
+    it('is refused at start-up, with the grant it lacks, when it may not draw fencing tokens', async () => {
+      const sequence = kind === 'postgres' ? `"${isolation}_fencing_token_seq"` : `\`${isolation}_fencing_token_seq\``;
+      const grant = kind === 'postgres' ? 'grant it USAGE on the sequence' : 'grant it SELECT, INSERT on the sequence';
+      // A data source of the test's own, closed by the test: a module that fails to start closes only its own connections.
+      const dataSource = await new DataSource(tableOnlyAccount.database.dataSourceOptions(isolation)).initialize();
       try {
-        const app = await createLockApp(account.database, isolation);
+        for (const ensureTable of [true, false]) {
+          const start = Test.createTestingModule({
+            imports: [LockMgrModule.forRoot({ dataSource, tableName: isolation, ensureTable, cleanupInterval: 0 })],
+          }).compile();
+          const error = await start.then((moduleRef) => moduleRef.close(), (failure: Error) => failure);
+          expect(error).toBeInstanceOf(Error);
+          expect((error as Error).message).toContain(`The lock table "${isolation}" draws its fencing tokens from the sequence ${sequence}`);
+          expect((error as Error).message).toContain(grant);
+        }
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+
+    if (kind === 'postgres') {
+      it('starts on a table of an earlier version, lacking the trigger it may not add, and says so', async () => {
+        await admin.query(`DROP TRIGGER "${isolation}_draw_fencing_token" ON "${isolation}"`);
+        const { app, warnings } = await startLogging(account.database, isolation);
         try {
           const lock = await app.locks.getLock('upgraded', { expires: 60 });
           expect(await app.locks.unlock(lock)).toBe(true);
         } finally {
           await app.close();
         }
-        expect(warnings.mock.calls.map(([message]) => String(message))).toContainEqual(
-          expect.stringMatching(/lacks the trigger .* start once with the table's owner, or run the lock table migration/),
-        );
-      } finally {
-        warnings.mockRestore();
-      }
+        expect(warnings).toContainEqual(expect.stringMatching(/lacks the trigger .* start once with the table's owner, or run the lock table migration/));
+      });
+      return;
+    }
+
+    describe('on a table of an earlier version, whose owner default is UUID()', () => {
+      const ownerOfRowWithoutOne = async (name: string) => {
+        await admin.query(`INSERT INTO \`${isolation}\` (name, created_at, updated_at) VALUES (?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))`, [name]);
+        const [{ owner }] = await admin.query(`SELECT owner FROM \`${isolation}\` WHERE name = ?`, [name]);
+        return owner as string;
+      };
+
+      beforeAll(() => admin.query(`ALTER TABLE \`${isolation}\` ALTER COLUMN owner SET DEFAULT (UUID())`));
+
+      it('starts, keeping the default it may not change, and says how to change it', async () => {
+        const { app, warnings } = await startLogging(account.database, isolation);
+        try {
+          const lock = await app.locks.getLock('upgraded', { expires: 60 });
+          expect(await app.locks.unlock(lock)).toBe(true);
+        } finally {
+          await app.close();
+        }
+        expect(warnings).toEqual([
+          expect.stringContaining(
+            `The owner column of the lock table "${isolation}" still has the default of earlier versions, UUID(): the rows a Django service inserts get version-1 UUIDs`,
+          ),
+        ]);
+        expect(warnings[0]).toContain(`run: ALTER TABLE \`${isolation}\` ALTER COLUMN owner SET DEFAULT (LOWER(HEX(RANDOM_BYTES(16))))`);
+        expect(await ownerOfRowWithoutOne('before-upgrade')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-/);
+      });
+
+      it('gets random owner tokens for rows inserted without one, once an account that may alter the table starts', async () => {
+        const { app, warnings } = await startLogging(database, isolation);
+        await app.close();
+        expect(warnings).toEqual([]);
+        const owners = [await ownerOfRowWithoutOne('after-upgrade-1'), await ownerOfRowWithoutOne('after-upgrade-2')];
+        for (const owner of owners) expect(owner).toMatch(/^[0-9a-f]{32}$/);
+        expect(owners[0]).not.toBe(owners[1]);
+        const again = await startLogging(account.database, isolation);
+        await again.app.close();
+        expect(again.warnings).toEqual([]);
+      });
     });
   });
 }

@@ -1,7 +1,11 @@
 import { DataSource } from 'typeorm';
 import type { TestDatabase } from './test-databases';
 
-/** The lock table exactly as django-lockmgr 2.0's migration creates it (`manage.py sqlmigrate lockmgr`), per database. */
+/**
+ * The lock table exactly as django-lockmgr 2.0's migration creates it (`manage.py sqlmigrate lockmgr`), per database.
+ * On MariaDB the table takes the database's character set and collation: here those of a database made
+ * with MariaDB's utf8mb4 defaults, as Django's documentation advises, whatever the test database's are.
+ */
 function djangoTableStatements(kind: TestDatabase['kind'], table: string): string[] {
   if (kind === 'postgres') {
     return [
@@ -11,7 +15,7 @@ function djangoTableStatements(kind: TestDatabase['kind'], table: string): strin
   }
   if (kind === 'mysql') {
     return [
-      `CREATE TABLE \`${table}\` (\`name\` varchar(100) NOT NULL PRIMARY KEY, \`locked_by\` varchar(100) NULL, \`lock_process\` integer NULL, \`locked_until\` datetime(6) NULL, \`created_at\` datetime(6) NOT NULL, \`updated_at\` datetime(6) NOT NULL)`,
+      `CREATE TABLE \`${table}\` (\`name\` varchar(100) NOT NULL PRIMARY KEY, \`locked_by\` varchar(100) NULL, \`lock_process\` integer NULL, \`locked_until\` datetime(6) NULL, \`created_at\` datetime(6) NOT NULL, \`updated_at\` datetime(6) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci`,
     ];
   }
   return [
@@ -29,18 +33,28 @@ export interface DjangoLockOptions {
 /**
  * A Django service running django-lockmgr beside the Nest app: it knows only its own columns, and
  * writes times in UTC from its own clock, as the Django ORM does (`timezone.now()` with USE_TZ).
+ *
+ * With `localTimeOffsetHours`, it is a Django service with USE_TZ = False whose TIME_ZONE is that many
+ * hours east of UTC: it writes local wall-clock times. On PostgreSQL Django then sets its connections'
+ * time zone to TIME_ZONE, so the `timestamp with time zone` columns still get the right instant.
  */
 export class DjangoService {
   private constructor(
     private readonly database: TestDatabase,
     private readonly dataSource: DataSource,
     readonly table: string,
+    private readonly localTimeOffsetHours: number | undefined,
   ) {}
 
   /** Connects to the database, for the lock table `table`. */
-  static async connect(database: TestDatabase, isolation: string, table: string): Promise<DjangoService> {
-    const dataSource = await new DataSource(database.dataSourceOptions(isolation)).initialize();
-    return new DjangoService(database, dataSource, table);
+  static async connect(database: TestDatabase, isolation: string, table: string, localTimeOffsetHours?: number): Promise<DjangoService> {
+    const options = database.dataSourceOptions(isolation);
+    // The POSIX names of fixed offsets count hours west of UTC.
+    const timeZone = localTimeOffsetHours === undefined ? undefined : `Etc/GMT${localTimeOffsetHours > 0 ? '-' : '+'}${Math.abs(localTimeOffsetHours)}`;
+    const dataSource = await new DataSource(
+      database.kind === 'postgres' && timeZone ? { ...options, extra: { options: `-c TimeZone=${timeZone}` } } : options,
+    ).initialize();
+    return new DjangoService(database, dataSource, table, localTimeOffsetHours);
   }
 
   /** Runs django-lockmgr's migration: creates the table with Django's DDL. */
@@ -109,9 +123,13 @@ export class DjangoService {
     return Array.from({ length: count }, (_, i) => (this.database.kind === 'postgres' ? `$${i + 1}` : '?')).join(', ');
   }
 
-  /** What Django sends for an aware datetime: a timestamp with zone to PostgreSQL, naive UTC text to MySQL and SQLite. */
+  /**
+   * What Django sends for an aware datetime: a timestamp with zone to PostgreSQL, naive UTC text to MySQL and SQLite.
+   * With USE_TZ = False: naive local text, which PostgreSQL reads in the connection's time zone.
+   */
   private time(epochMs: number): Date | string {
-    const date = new Date(epochMs);
-    return this.database.kind === 'postgres' ? date : date.toISOString().replace('T', ' ').replace('Z', '');
+    if (this.database.kind === 'postgres' && this.localTimeOffsetHours === undefined) return new Date(epochMs);
+    const local = new Date(epochMs + (this.localTimeOffsetHours ?? 0) * 3_600_000);
+    return local.toISOString().replace('T', ' ').replace('Z', '');
   }
 }

@@ -1,4 +1,4 @@
-import type { ModuleMetadata } from '@nestjs/common';
+import type { LoggerService, ModuleMetadata } from '@nestjs/common';
 import { Test, TestingModuleBuilder } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
@@ -36,13 +36,17 @@ export function lockTestingModule(
 /**
  * A Nest application context with the app's TypeORM data source and the lock module, as an app would
  * have them. `isolation` names the lock table (and the SQLite file), so test files never collide.
+ * With `logger`, Nest logs there from the start (until another app of the process is compiled: Nest has one logger per process).
  */
 export async function createLockApp(
   database: TestDatabase,
   isolation: string,
   options: LockMgrModuleOptions = {},
+  logger?: LoggerService,
 ): Promise<LockApp> {
-  const moduleRef = await lockTestingModule(database, isolation, options).compile();
+  const builder = lockTestingModule(database, isolation, options);
+  if (logger) builder.setLogger(logger);
+  const moduleRef = await builder.compile();
   await moduleRef.init();
   return {
     locks: moduleRef.get(LockService),

@@ -5,17 +5,24 @@
  */
 export type MysqlServer = 'mariadb' | 'mysql';
 
+/** What `SELECT VERSION()` tells of the server. */
+export interface DetectedMysqlServer {
+  server: MysqlServer;
+  /** Whether SQL can draw cryptographically random bytes: `RANDOM_BYTES()`, in every supported MySQL and in MariaDB from 10.10. */
+  randomBytes: boolean;
+}
+
 /** Which server answered `SELECT VERSION()`, refusing versions that lack what the lock table needs. */
-export async function detectMysqlServer(query: (sql: string) => Promise<{ version: string }[]>): Promise<MysqlServer> {
+export async function detectMysqlServer(query: (sql: string) => Promise<{ version: string }[]>): Promise<DetectedMysqlServer> {
   const [{ version }] = await query('SELECT VERSION() AS version');
   const parts = (/^(\d+)\.(\d+)\.(\d+)/.exec(version) ?? []).slice(1).map(Number);
   const atLeast = (...wanted: number[]) => compare(parts, wanted) >= 0;
   if (/mariadb/i.test(version)) {
     if (!atLeast(10, 5, 0)) throw new Error(`nestjs-lockmgr needs MariaDB 10.5 or later (for sequences and INSERT … RETURNING); the server is ${version}.`);
-    return 'mariadb';
+    return { server: 'mariadb', randomBytes: atLeast(10, 10, 0) };
   }
   if (!atLeast(8, 0, 17)) throw new Error(`nestjs-lockmgr needs MySQL 8.0.17 or later (for the utf8mb4_0900_bin collation); the server is ${version}.`);
-  return 'mysql';
+  return { server: 'mysql', randomBytes: true };
 }
 
 /** Negative, zero or positive as `version` is older than, equal to or newer than `wanted`; an unparsed version is older. */

@@ -8,7 +8,7 @@ import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
 import type { TransactionOutcome } from '../transaction';
 import { createMysqlPool, mysqlTransaction, withMysqlConnection } from './mysql-pool';
-import { detectMysqlServer, MysqlServer } from './mysql-server';
+import { DetectedMysqlServer, detectMysqlServer, MysqlServer } from './mysql-server';
 import { mysqlStatements } from './mysql-statements';
 import { ensureMysqlTable, inspectMysqlTable, mysqlNames } from './mysql.schema';
 
@@ -40,7 +40,7 @@ export class MysqlDialect implements LockDialect {
   maxNameLength = 255;
   readonly announcesReleases = false;
   private readonly pool: Pool;
-  private serverDetection?: Promise<MysqlServer>;
+  private serverDetection?: Promise<DetectedMysqlServer>;
   /** Set by `inspectTable`, which runs at start-up before any lock operation. */
   private server!: MysqlServer;
   private sql!: ReturnType<typeof mysqlStatements>;
@@ -53,7 +53,7 @@ export class MysqlDialect implements LockDialect {
     this.pool = createMysqlPool(dataSource, options);
   }
 
-  private detectServer(): Promise<MysqlServer> {
+  private detectServer(): Promise<DetectedMysqlServer> {
     this.serverDetection ??= detectMysqlServer(async (sql) => (await this.pool.query<RowDataPacket[]>(sql))[0] as { version: string }[]);
     return this.serverDetection;
   }
@@ -63,9 +63,10 @@ export class MysqlDialect implements LockDialect {
   }
 
   async inspectTable(): Promise<void> {
-    this.server = await this.detectServer();
+    const detected = await this.detectServer();
+    this.server = detected.server;
     this.sql = mysqlStatements(mysqlNames(this.options.tableName), this.server);
-    this.maxNameLength = await inspectMysqlTable(this.pool, this.options.tableName, this.server);
+    this.maxNameLength = await inspectMysqlTable(this.pool, this.options.tableName, detected);
   }
 
   acquire(request: AcquireRequest): Promise<AcquireResult> {

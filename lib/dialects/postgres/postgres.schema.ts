@@ -38,6 +38,8 @@ export interface PostgresSchemaState {
   /** The declared length of `name`; null when the column is missing or unbounded. */
   nameLength: number | null;
   sequence: boolean;
+  /** Whether this account may draw from the sequence (`nextval` needs USAGE or UPDATE on it). */
+  sequenceUsable: boolean;
   trigger: boolean;
 }
 
@@ -48,6 +50,7 @@ const POSTGRES_SCHEMA_STATE = `SELECT
     (SELECT character_maximum_length FROM information_schema.columns
       WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2 AND column_name = 'name') AS name_length,
     to_regclass($3::text) IS NOT NULL AS sequence,
+    coalesce(has_sequence_privilege(to_regclass($3::text), 'USAGE, UPDATE'), false) AS sequence_usable,
     EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger`;
 
 function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
@@ -151,7 +154,8 @@ const LOCK_TABLE = `SELECT pg_advisory_xact_lock($1::int, 0)`;
 /** What the catalogs say of the lock table; reading them locks nothing. */
 async function readSchemaState(executor: PostgresExecutor, tableName: string, schema: string | undefined): Promise<PostgresSchemaState> {
   const { rows } = await executor.query(POSTGRES_SCHEMA_STATE, postgresSchemaStateValues(tableName, schema));
-  return { columns: rows[0].columns, nameLength: rows[0].name_length, sequence: rows[0].sequence, trigger: rows[0].trigger };
+  const [row] = rows;
+  return { columns: row.columns, nameLength: row.name_length, sequence: row.sequence, sequenceUsable: row.sequence_usable, trigger: row.trigger };
 }
 
 /**
@@ -182,7 +186,14 @@ export async function ensurePostgresTable(pool: Pool, tableName: string, schema:
 
 /** Checks that the lock table has every column the lock operations use; resolves the longest name its `name` column holds. */
 export async function inspectPostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<number> {
-  const { columns, nameLength } = await readSchemaState(pool, tableName, schema);
-  checkTableColumns(postgresNames(tableName, schema).table, columns);
+  const { columns, nameLength, sequenceUsable } = await readSchemaState(pool, tableName, schema);
+  const { table, sequence } = postgresNames(tableName, schema);
+  checkTableColumns(table, columns);
+  if (!sequenceUsable) {
+    throw new Error(
+      `The lock table ${table} draws its fencing tokens from the sequence ${sequence}, which this account may not use (or which is missing): ` +
+        `grant it USAGE on the sequence, as well as SELECT, INSERT, UPDATE, DELETE on the table.`,
+    );
+  }
   return nameLength ?? Number.MAX_SAFE_INTEGER;
 }
