@@ -35,7 +35,7 @@ const postgres: DialectEntry = {
 const mysql: DialectEntry = {
   create: (dataSource, options, waiters) => new MysqlDialect(dataSource, options, waiters),
   createStatements: async (tableName, database) => mysqlSchemaStatements(tableName, await detectMysqlServer(database.query)),
-  revertStatements: async (tableName, database) => mysqlRevertStatements(tableName, await detectMysqlServer(database.query), database),
+  revertStatements: async (tableName, database) => mysqlRevertStatements(tableName, (await detectMysqlServer(database.query)).server, database),
 };
 
 const sqlite: DialectEntry = {

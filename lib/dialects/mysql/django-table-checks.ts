@@ -1,8 +1,5 @@
 import type { Pool, RowDataPacket } from 'mysql2/promise';
-import type { MysqlServer } from './mysql-server';
-
-/** The collation each server's lock table is created with: names compare byte for byte, trailing spaces included. */
-const EXACT_COLLATION: Record<MysqlServer, string> = { mariadb: 'utf8mb4_nopad_bin', mysql: 'utf8mb4_0900_bin' };
+import { MYSQL_TABLE_COLLATION, MysqlServer } from './mysql-server';
 
 /** What the catalog says of the `name` column. */
 export interface NameColumn {
@@ -20,7 +17,7 @@ export interface NameColumn {
  */
 export function inexactCollationWarning(tableName: string, table: string, column: NameColumn, server: MysqlServer): string | undefined {
   if (column.collation === null || /_(nopad|0900)_bin$/.test(column.collation)) return undefined;
-  const fix = `ALTER TABLE ${table} MODIFY name ${column.type} CHARACTER SET utf8mb4 COLLATE ${EXACT_COLLATION[server]} NOT NULL`;
+  const fix = `ALTER TABLE ${table} MODIFY name ${column.type} CHARACTER SET utf8mb4 COLLATE ${MYSQL_TABLE_COLLATION[server]} NOT NULL`;
   return (
     `The lock table "${tableName}" compares names under the collation ${column.collation}, as a table Django creates does (it keeps ` +
     `the database's collation): names that differ only in case, accents or trailing spaces, such as "k", "K", "ķ" and "k ", can be ` +

@@ -1,6 +1,6 @@
 import type { SchemaDatabase } from '../schema-database';
-import type { MysqlServer } from './mysql-server';
-import { MYSQL_TABLE_COLLATION, mysqlNames } from './mysql.schema';
+import { MYSQL_TABLE_COLLATION, MysqlServer } from './mysql-server';
+import { mysqlNames } from './mysql.schema';
 
 /**
  * What the migration's `down` runs: drops the table nestjs-lockmgr created (told by the collation it

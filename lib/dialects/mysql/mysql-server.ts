@@ -5,6 +5,12 @@
  */
 export type MysqlServer = 'mariadb' | 'mysql';
 
+/**
+ * The collation nestjs-lockmgr creates the lock table with, on each server: binary and NO PAD, so names
+ * compare byte for byte, trailing spaces included. A django-lockmgr table keeps the database's.
+ */
+export const MYSQL_TABLE_COLLATION: Record<MysqlServer, string> = { mariadb: 'utf8mb4_nopad_bin', mysql: 'utf8mb4_0900_bin' };
+
 /** What `SELECT VERSION()` tells of the server. */
 export interface DetectedMysqlServer {
   server: MysqlServer;

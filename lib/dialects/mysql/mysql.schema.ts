@@ -3,7 +3,7 @@ import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { checkTableColumns, missingColumns } from '../lock-table-columns';
 import { inexactCollationWarning, localTimeWarning, NameColumn } from './django-table-checks';
 import { mariadbOwnerDefault, outdatedOwnerDefaultWarning, ownerDefaultOutdated, ownerDefaultStatement } from './mysql-owner-default';
-import type { DetectedMysqlServer, MysqlServer } from './mysql-server';
+import { DetectedMysqlServer, MYSQL_TABLE_COLLATION, MysqlServer } from './mysql-server';
 
 export interface MysqlNames {
   table: string;
@@ -20,9 +20,6 @@ export function mysqlNames(tableName: string): MysqlNames {
     counter: `\`${tableName}_fencing_token\``,
   };
 }
-
-/** The collation nestjs-lockmgr creates the lock table with, on each server; a django-lockmgr table keeps the database's. */
-export const MYSQL_TABLE_COLLATION: Record<MysqlServer, string> = { mariadb: 'utf8mb4_nopad_bin', mysql: 'utf8mb4_0900_bin' };
 
 /**
  * The DDL of the lock table, shared by `ensureTable` and the migration; every statement is idempotent.
