@@ -16,7 +16,7 @@ import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { FencedStore } from './support/fenced-store';
 import { createLockApp, dropLockTable } from './support/lock-app';
-import { compiledScript, ScriptProcess } from './support/processes';
+import { addStats, emptyStats, SoakInstance } from './support/soak-instance';
 import { POSTGRES_URL, testDatabases, TestDatabase, uniqueName } from './support/test-databases';
 import type { SoakWorkerSettings, SoakWorkerStats } from './workers/soak-worker';
 
@@ -39,61 +39,6 @@ interface Summary {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const emptyStats = (): SoakWorkerStats => ({ sections: 0, fencedOff: 0, heldTwice: 0, databaseErrors: 0, timedOut: 0, freezes: 0, lost: 0 });
-const addStats = (total: SoakWorkerStats, more: SoakWorkerStats) => {
-  for (const key of Object.keys(total) as (keyof SoakWorkerStats)[]) total[key] += more[key];
-};
-
-/** A worker process, restarted after it is killed; its statistics survive its deaths. */
-class SoakInstance {
-  private process!: ScriptProcess;
-  private latest = emptyStats();
-  private readonly earlier = emptyStats();
-
-  constructor(
-    private readonly settings: SoakWorkerSettings,
-    private readonly clockSkewMs: number,
-  ) {
-    this.start();
-  }
-
-  private start(): void {
-    const process = new ScriptProcess('workers/soak-worker.ts', [JSON.stringify(this.settings)], {
-      execArgv: ['-r', compiledScript('workers/skewed-clock.ts')],
-      env: { CLOCK_SKEW_MS: String(this.clockSkewMs) },
-    });
-    this.process = process;
-    this.latest = emptyStats();
-    const follow = (): Promise<void> =>
-      process.nextEvent<SoakWorkerStats>().then(
-        (stats) => {
-          if (this.process === process) this.latest = stats;
-          return follow();
-        },
-        () => undefined,
-      );
-    void follow();
-  }
-
-  async kill(): Promise<void> {
-    this.process.kill('SIGKILL');
-    await this.process.finished;
-    for (const name of this.settings.lockNames) new FencedStore(this.settings.resourceDirectory, name).removeMarkOf(this.process.pid);
-    addStats(this.earlier, this.latest);
-    this.start();
-  }
-
-  async stop(): Promise<SoakWorkerStats> {
-    this.process.kill('SIGTERM');
-    const { code, stderr } = await this.process.finished;
-    // No exit code: SIGTERM arrived before the worker had set up its handler (it had just restarted).
-    if (code !== 0 && code !== null) throw new Error(`A soak worker failed (exit code ${code}): ${stderr}`);
-    const total = emptyStats();
-    addStats(total, this.earlier);
-    addStats(total, this.latest);
-    return total;
-  }
-}
 
 /** Kills the database connections the workers hold, as a server under pressure or a failover would. */
 async function killConnections(database: TestDatabase, table: string): Promise<void> {
@@ -113,17 +58,6 @@ async function killConnections(database: TestDatabase, table: string): Promise<v
 
 function restartPostgres(): void {
   execSync('pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main restart -m fast', { stdio: 'ignore' });
-}
-
-/** Every sign of two holders at once in one resource's log: a value out of sequence or a token going back. */
-function checkLog(name: string, lines: string[]): string[] {
-  const violations: string[] = [];
-  lines.forEach((line, i) => {
-    const [token, value] = line.split(' ').map(Number);
-    if (value !== i + 1) violations.push(`${name}: write ${i + 1} wrote value ${value}`);
-    if (i > 0 && token <= Number(lines[i - 1].split(' ')[0])) violations.push(`${name}: write ${i + 1} carried token ${token} after ${lines[i - 1]}`);
-  });
-  return violations;
 }
 
 async function soak(database: TestDatabase): Promise<Summary> {
@@ -159,10 +93,10 @@ async function soak(database: TestDatabase): Promise<Summary> {
       if (outcome.status === 'rejected') throw outcome.reason;
       addStats(stats, outcome.value);
     }
-    const logs = LOCK_NAMES.map((name) => ({ name, lines: new FencedStore(resourceDirectory, name).log().trimEnd().split('\n').filter(Boolean) }));
-    const violations = logs.flatMap(({ name, lines }) => checkLog(name, lines));
+    const stores = LOCK_NAMES.map((name) => new FencedStore(resourceDirectory, name));
+    const violations = stores.flatMap((store) => store.violations());
     if (stats.heldTwice > 0) violations.push(`${stats.heldTwice} writes were turned away while their holder still believed it held the lock`);
-    const writes = logs.reduce((sum, { lines }) => sum + lines.length, 0);
+    const writes = stores.reduce((sum, store) => sum + store.entries().length, 0);
     return { database: database.label, seconds: Math.round((performance.now() - started) / 1000), stats, faults, writes, violations };
   } finally {
     rmSync(resourceDirectory, { recursive: true, force: true });

@@ -1,10 +1,11 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Client } from 'pg';
+import { closedPort } from './tcp-proxy';
 import { POSTGRES_URL, testDatabase, TestDatabase } from './test-databases';
+import { unprivilegedUser } from './unprivileged-user';
 
 /** A PgBouncer of the test file's own, in transaction mode, in front of the test PostgreSQL server. */
 export interface Pooler {
@@ -20,28 +21,6 @@ const INSTALL = 'apt-get install -y pgbouncer';
 function pgbouncerProgram(): string | undefined {
   const directories = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
   return directories.map((directory) => join(directory, 'pgbouncer')).find((path) => path.startsWith('/') && existsSync(path));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** PgBouncer refuses to run as root: as root, it runs as the postgres user. */
-function unprivilegedUser(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const entry = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .map((line) => line.split(':'))
-    .find(([name]) => name === 'postgres');
-  if (!entry) throw new Error('PgBouncer does not run as root, and there is no postgres user to run it as.');
-  return { uid: Number(entry[2]), gid: Number(entry[3]) };
 }
 
 async function started(url: string, child: ChildProcess, output: () => string): Promise<void> {
@@ -64,7 +43,7 @@ async function started(url: string, child: ChildProcess, output: () => string): 
 
 async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: () => Promise<void> }> {
   const server = new URL(POSTGRES_URL);
-  const port = await freePort();
+  const port = await closedPort();
   const directory = mkdtempSync(join(tmpdir(), 'lockmgr-pgbouncer-'));
   chmodSync(directory, 0o755);
   const settings = join(directory, 'pgbouncer.ini');
@@ -87,7 +66,7 @@ async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: 
     ].join('\n'),
   );
   let output = '';
-  const child = spawn(program, [settings], { ...unprivilegedUser(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(program, [settings], { ...unprivilegedUser('PgBouncer'), stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
