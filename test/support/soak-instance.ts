@@ -55,9 +55,13 @@ export class SoakInstance {
     this.start();
   }
 
+  /** Stops it with SIGTERM (it finishes its section first), or with SIGKILL if it has not stopped within a minute. */
   async stop(): Promise<SoakWorkerStats> {
     this.process.kill('SIGTERM');
-    const { code, stderr } = await this.process.finished;
+    const killer = setTimeout(() => this.process.kill('SIGKILL'), 60_000);
+    const { code, signal, stderr } = await this.process.finished;
+    clearTimeout(killer);
+    if (signal === 'SIGKILL') throw new Error(`A soak worker did not stop within a minute of SIGTERM: ${stderr}`);
     // No exit code: SIGTERM arrived before the worker had set up its handler (it had just restarted).
     if (code !== 0 && code !== null) throw new Error(`A soak worker failed (exit code ${code}): ${stderr}`);
     return this.stats;
