@@ -1,6 +1,8 @@
 import { Logger } from '@nestjs/common';
 import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
+import { createLockTableMigration } from '../lib';
+import { installEarlierDrawFunction } from './support/earlier-version';
 import { createLockApp, dropLockTable, LockApp, sleep, useLockApp } from './support/lock-app';
 import {
   describeEachDatabase,
@@ -172,6 +174,32 @@ for (const kind of ['postgres', 'mysql'] as const) {
         }
         expect(warnings.mock.calls.map(([message]) => String(message))).toContainEqual(
           expect.stringMatching(/lacks the trigger .* start once with the table's owner, or run the lock table migration/),
+        );
+      } finally {
+        warnings.mockRestore();
+      }
+    });
+
+    it('starts on a table whose trigger draws tokens as an earlier version did, which it may not replace, and says so', async () => {
+      const runner = admin.createQueryRunner();
+      try {
+        await new (createLockTableMigration({ tableName: isolation }))().up(runner);
+      } finally {
+        await runner.release();
+      }
+      await installEarlierDrawFunction(admin, isolation, 5000);
+      const warnings = jest.spyOn(Logger.prototype, 'warn');
+      try {
+        const app = await createLockApp(account.database, isolation);
+        try {
+          const lock = await app.locks.getLock('upgraded', { expires: 60 });
+          expect(lock.fencingToken).toBeGreaterThan(5000);
+          expect(await app.locks.unlock(lock)).toBe(true);
+        } finally {
+          await app.close();
+        }
+        expect(warnings.mock.calls.map(([message]) => String(message))).toContainEqual(
+          expect.stringMatching(/has a trigger of an earlier version, .* start once with the table's owner, or run the lock table migration/),
         );
       } finally {
         warnings.mockRestore();
