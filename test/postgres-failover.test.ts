@@ -83,15 +83,16 @@ class FencedLoad {
   }
 
   /**
-   * Seconds from `killedAt` until each worker finished its second section after `before` (its count
-   * then): a section under way at the kill can end after it, the next one needs a lock granted since.
-   * The workers report every 250 ms. Gives up after a minute (the test then fails on the bound).
+   * Seconds from `killedAt` until each worker finished a section after `before` (its count once the
+   * database had been unreachable long enough for every section done before to be reported, and
+   * while it still was: a section after that needs a lock the new primary granted). The workers
+   * report every 250 ms. Gives up after a minute (the test then fails on the bound).
    */
   async recovery(killedAt: number, before: number[]): Promise<number[]> {
     const recovered: number[] = [];
     await until(() => {
       this.workers.forEach((worker, i) => {
-        if (recovered[i] === undefined && worker.stats.sections >= before[i] + 2) recovered[i] = (performance.now() - killedAt) / 1000;
+        if (recovered[i] === undefined && worker.stats.sections > before[i]) recovered[i] = (performance.now() - killedAt) / 1000;
       });
       return this.workers.every((_, i) => recovered[i] !== undefined);
     }, 60_000).catch(() => {
@@ -193,7 +194,6 @@ class Failover {
       waitOutcome(this.waiter.locks.getLock('handed-over', { wait: 4 * SHORT_WAIT })),
     ]);
     await sleep(500);
-    const before = this.load.sections();
     const killedAt = performance.now();
     this.cluster.killPrimary();
     await this.cluster.promoteStandby();
@@ -201,6 +201,9 @@ class Failover {
     const fences = this.load.fences();
     await promoted();
     const first = await this.onStandby.locks.getLock('first', { expires: 60 });
+    // A section under way at the kill ends within milliseconds, and the workers report every 250 ms.
+    await sleep(killedAt + 300 - performance.now());
+    const before = this.load.sections();
     this.cluster.moveService();
     const moved = (performance.now() - killedAt) / 1000;
     const recovered = await this.load.recovery(killedAt, before);
