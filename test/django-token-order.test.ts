@@ -1,6 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { Client } from 'pg';
+import { DataSource } from 'typeorm';
 import { DjangoService } from './support/django-lockmgr';
+import { installEarlierDrawFunction } from './support/earlier-version';
 import { createLockApp, dropLockTable, LockApp, sleep, until } from './support/lock-app';
 import { describeOnDatabase, POSTGRES_URL, testDatabase, uniqueName } from './support/test-databases';
 
@@ -109,5 +111,41 @@ describeOnDatabase(testDatabase('postgres'), 'Fencing tokens across a table shar
     const lock = 'lock' in outcome ? outcome.lock : null;
     expect(lock === null).toBe(djangoGotIt);
     if (lock) expect(lock.fencingToken).toBeGreaterThan(expired.fencingToken);
+  });
+});
+
+describeOnDatabase(testDatabase('postgres'), 'Fencing tokens in a table an earlier version made', (database) => {
+  const isolation = uniqueName('earlier_tokens');
+  /** Tokens the earlier version handed out. */
+  const DRAWN = 5000;
+  let admin: DataSource;
+  let django: DjangoService;
+
+  beforeAll(async () => {
+    await (await createLockApp(database, isolation)).close();
+    admin = await new DataSource(database.dataSourceOptions(isolation)).initialize();
+    await installEarlierDrawFunction(admin, isolation, DRAWN);
+    django = await DjangoService.connect(database, isolation, isolation);
+  });
+  afterAll(async () => {
+    await django?.stop();
+    await admin?.destroy();
+    await dropLockTable(database, isolation);
+  });
+
+  it("has its trigger upgraded by the owner's start-up: every token after it, Nest's and Django's, carries the timeline and exceeds the earlier ones", async () => {
+    await django.insertLock('before-upgrade', { expires: 60 });
+    const app = await createLockApp(database, isolation);
+    try {
+      const nest = await app.locks.getLock('nest', { expires: 60 });
+      await django.insertLock('django', { expires: 60 });
+      const tokens = Object.fromEntries((await django.rows()).map((row) => [row.name, Number(row.fencing_token)]));
+      expect(tokens['before-upgrade']).toBe(DRAWN + 1);
+      // The timeline (1 at least) times 2^40, plus the sequence.
+      expect(nest.fencingToken).toBeGreaterThan(2 ** 40);
+      expect(tokens.django).toBeGreaterThan(nest.fencingToken);
+    } finally {
+      await app.close();
+    }
   });
 });

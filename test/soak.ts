@@ -2,10 +2,13 @@
  * `npm run soak`: minutes of load with faults, on every database that answers. Worker processes
  * (some with clocks an hour off) loop over fenced read-modify-write sections on a few lock names,
  * some freeze past their lease, while the soak kills workers with SIGKILL, kills their database
- * connections, and restarts PostgreSQL. A violation is a sign of two holders at once: a write the
- * fenced resource turned away although its holder had not been told it lost the lock, or a log out
- * of sequence. At the end it prints a table, and fails if there was any. SOAK_SECONDS sets the time per database (default 60);
- * SOAK_DATABASES (e.g. "sqlite,postgres") picks databases (default: all).
+ * connections, and restarts PostgreSQL. Then the same load on a PostgreSQL primary of the soak's own,
+ * failed over again and again to a new standby, synchronous and asynchronous in turn. A violation is
+ * a sign of two holders at once: a write the fenced resource turned away although its holder had not
+ * been told it lost the lock (after a failover to an asynchronous standby, which loses the last
+ * grants, that is expected, and fenced), or a log out of sequence. At the end it prints a table, and
+ * fails if there was any. SOAK_SECONDS sets the time per database (default 60);
+ * SOAK_DATABASES (e.g. "sqlite,postgres,failover") picks databases (default: all).
  * It restarts the local PostgreSQL server: run it when nothing else needs that server.
  */
 import { execSync } from 'node:child_process';
@@ -16,7 +19,9 @@ import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { FencedStore } from './support/fenced-store';
 import { createLockApp, dropLockTable } from './support/lock-app';
-import { compiledScript, ScriptProcess } from './support/processes';
+import { postgresPrograms } from './support/postgres-server';
+import { ReplicatedPostgres } from './support/replicated-postgres';
+import { addStats, emptyStats, SoakInstance } from './support/soak-instance';
 import { POSTGRES_URL, testDatabases, TestDatabase, uniqueName } from './support/test-databases';
 import type { SoakWorkerSettings, SoakWorkerStats } from './workers/soak-worker';
 
@@ -27,7 +32,7 @@ const LOCK_NAMES = ['alpha', 'beta', 'gamma'];
 const HOUR = 3600_000;
 const FAULT_EVERY_MS = 4000;
 
-type Fault = 'kill' | 'connections' | 'restart';
+type Fault = 'kill' | 'connections' | 'restart' | 'failover';
 
 interface Summary {
   database: string;
@@ -38,62 +43,15 @@ interface Summary {
   violations: string[];
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const emptyStats = (): SoakWorkerStats => ({ sections: 0, fencedOff: 0, heldTwice: 0, databaseErrors: 0, timedOut: 0, freezes: 0, lost: 0 });
-const addStats = (total: SoakWorkerStats, more: SoakWorkerStats) => {
-  for (const key of Object.keys(total) as (keyof SoakWorkerStats)[]) total[key] += more[key];
-};
-
-/** A worker process, restarted after it is killed; its statistics survive its deaths. */
-class SoakInstance {
-  private process!: ScriptProcess;
-  private latest = emptyStats();
-  private readonly earlier = emptyStats();
-
-  constructor(
-    private readonly settings: SoakWorkerSettings,
-    private readonly clockSkewMs: number,
-  ) {
-    this.start();
-  }
-
-  private start(): void {
-    const process = new ScriptProcess('workers/soak-worker.ts', [JSON.stringify(this.settings)], {
-      execArgv: ['-r', compiledScript('workers/skewed-clock.ts')],
-      env: { CLOCK_SKEW_MS: String(this.clockSkewMs) },
-    });
-    this.process = process;
-    this.latest = emptyStats();
-    const follow = (): Promise<void> =>
-      process.nextEvent<SoakWorkerStats>().then(
-        (stats) => {
-          if (this.process === process) this.latest = stats;
-          return follow();
-        },
-        () => undefined,
-      );
-    void follow();
-  }
-
-  async kill(): Promise<void> {
-    this.process.kill('SIGKILL');
-    await this.process.finished;
-    for (const name of this.settings.lockNames) new FencedStore(this.settings.resourceDirectory, name).removeMarkOf(this.process.pid);
-    addStats(this.earlier, this.latest);
-    this.start();
-  }
-
-  async stop(): Promise<SoakWorkerStats> {
-    this.process.kill('SIGTERM');
-    const { code, stderr } = await this.process.finished;
-    // No exit code: SIGTERM arrived before the worker had set up its handler (it had just restarted).
-    if (code !== 0 && code !== null) throw new Error(`A soak worker failed (exit code ${code}): ${stderr}`);
-    const total = emptyStats();
-    addStats(total, this.earlier);
-    addStats(total, this.latest);
-    return total;
-  }
+/** How a soak makes things go wrong, round after round. */
+interface FaultPlan {
+  /** Injects the fault of `round` and says which it was; `halfway`: half of the soak's time has passed. */
+  inject(round: number, halfway: boolean, instances: SoakInstance[]): Promise<Fault>;
+  /** Of `heldTwice` writes turned away while their holder believed it held the lock, those no fault explains. */
+  unexplained(heldTwice: number): number;
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Kills the database connections the workers hold, as a server under pressure or a failover would. */
 async function killConnections(database: TestDatabase, table: string): Promise<void> {
@@ -115,18 +73,55 @@ function restartPostgres(): void {
   execSync('pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main restart -m fast', { stdio: 'ignore' });
 }
 
-/** Every sign of two holders at once in one resource's log: a value out of sequence or a token going back. */
-function checkLog(name: string, lines: string[]): string[] {
-  const violations: string[] = [];
-  lines.forEach((line, i) => {
-    const [token, value] = line.split(' ').map(Number);
-    if (value !== i + 1) violations.push(`${name}: write ${i + 1} wrote value ${value}`);
-    if (i > 0 && token <= Number(lines[i - 1].split(' ')[0])) violations.push(`${name}: write ${i + 1} carried token ${token} after ${lines[i - 1]}`);
-  });
-  return violations;
+/** Kills workers, kills their connections (PostgreSQL) and restarts PostgreSQL once, halfway. */
+function serverFaults(database: TestDatabase, table: string): FaultPlan {
+  const schedule: Fault[] = database.kind === 'postgres' ? ['kill', 'connections', 'kill', 'connections'] : ['kill'];
+  let restarted = false;
+  return {
+    async inject(round, halfway, instances) {
+      const fault: Fault = database.kind === 'postgres' && halfway && !restarted ? 'restart' : schedule[round % schedule.length];
+      if (fault === 'kill') await instances[round % WORKERS].kill();
+      else if (fault === 'connections') await killConnections(database, table);
+      else {
+        restartPostgres();
+        restarted = true;
+      }
+      return fault;
+    },
+    unexplained: (heldTwice) => heldTwice,
+  };
 }
 
-async function soak(database: TestDatabase): Promise<Summary> {
+/**
+ * Fails `cluster` over to a new standby each round, synchronous and asynchronous in turn (replication
+ * cut a second before the kill). Writes turned away from holders that believed they held the lock are
+ * explained from an asynchronous failover until the next failover: the grants it lost.
+ */
+function failovers(cluster: ReplicatedPostgres): FaultPlan {
+  const heldTwice = (instances: SoakInstance[]) => instances.reduce((sum, instance) => sum + instance.stats.heldTwice, 0);
+  let explained = 0;
+  /** The count when the last failover was to an asynchronous standby. */
+  let sinceAsynchronous: number | undefined;
+  return {
+    async inject(round, _halfway, instances) {
+      const synchronous = round % 2 === 0;
+      await cluster.addStandby({ synchronous });
+      if (!synchronous) {
+        await cluster.cutReplication();
+        await sleep(1000);
+      }
+      if (sinceAsynchronous !== undefined) explained += heldTwice(instances) - sinceAsynchronous;
+      sinceAsynchronous = synchronous ? undefined : heldTwice(instances);
+      cluster.killPrimary();
+      await cluster.promoteStandby();
+      cluster.moveService();
+      return 'failover';
+    },
+    unexplained: (total) => total - explained - (sinceAsynchronous === undefined ? 0 : total - sinceAsynchronous),
+  };
+}
+
+async function soak(database: TestDatabase, plan?: FaultPlan): Promise<Summary> {
   const table = uniqueName('soak');
   await (await createLockApp(database, table)).close();
   const resourceDirectory = mkdtempSync(join(tmpdir(), `${table}-`));
@@ -139,18 +134,15 @@ async function soak(database: TestDatabase): Promise<Summary> {
     freezeChance: 0.003,
   };
   const instances = Array.from({ length: WORKERS }, (_, i) => new SoakInstance(settings, ((i % 3) - 1) * HOUR));
-  const faults: Record<Fault, number> = { kill: 0, connections: 0, restart: 0 };
-  const schedule: Fault[] = database.kind === 'postgres' ? ['kill', 'connections', 'kill', 'connections'] : ['kill'];
+  const faults: Record<Fault, number> = { kill: 0, connections: 0, restart: 0, failover: 0 };
+  const faultPlan = plan ?? serverFaults(database, table);
   const started = performance.now();
   try {
     for (let round = 0; performance.now() - started < SECONDS * 1000; round++) {
       await sleep(FAULT_EVERY_MS);
       const halfway = performance.now() - started >= (SECONDS * 1000) / 2;
-      const fault: Fault = database.kind === 'postgres' && halfway && faults.restart === 0 ? 'restart' : schedule[round % schedule.length];
+      const fault = await faultPlan.inject(round, halfway, instances);
       faults[fault]++;
-      if (fault === 'kill') await instances[round % WORKERS].kill();
-      else if (fault === 'connections') await killConnections(database, table);
-      else restartPostgres();
       console.log(`  ${database.label}: ${fault} at ${Math.round((performance.now() - started) / 1000)} s`);
     }
     const stats = emptyStats();
@@ -159,10 +151,11 @@ async function soak(database: TestDatabase): Promise<Summary> {
       if (outcome.status === 'rejected') throw outcome.reason;
       addStats(stats, outcome.value);
     }
-    const logs = LOCK_NAMES.map((name) => ({ name, lines: new FencedStore(resourceDirectory, name).log().trimEnd().split('\n').filter(Boolean) }));
-    const violations = logs.flatMap(({ name, lines }) => checkLog(name, lines));
-    if (stats.heldTwice > 0) violations.push(`${stats.heldTwice} writes were turned away while their holder still believed it held the lock`);
-    const writes = logs.reduce((sum, { lines }) => sum + lines.length, 0);
+    const stores = LOCK_NAMES.map((name) => new FencedStore(resourceDirectory, name));
+    const violations = stores.flatMap((store) => store.violations());
+    const heldTwice = faultPlan.unexplained(stats.heldTwice);
+    if (heldTwice > 0) violations.push(`${heldTwice} writes were turned away while their holder still believed it held the lock`);
+    const writes = stores.reduce((sum, store) => sum + store.entries().length, 0);
     return { database: database.label, seconds: Math.round((performance.now() - started) / 1000), stats, faults, writes, violations };
   } finally {
     rmSync(resourceDirectory, { recursive: true, force: true });
@@ -192,12 +185,27 @@ async function main(): Promise<void> {
     console.log(`${database.label}: ${SECONDS} s with ${WORKERS} workers on ${LOCK_NAMES.length} names`);
     summaries.push(await soak(database));
   }
+  if (!DATABASES || DATABASES.includes('failover')) {
+    const programs = postgresPrograms();
+    if (!programs) console.log(`PostgreSQL failing over: PostgreSQL's server programs are not installed, skipped`);
+    else {
+      const cluster = await ReplicatedPostgres.start(programs);
+      try {
+        const url = cluster.url;
+        const database: TestDatabase = { label: 'PostgreSQL failing over', kind: 'postgres', available: true, dataSourceOptions: () => ({ type: 'postgres', url }) };
+        console.log(`${database.label}: ${SECONDS} s with ${WORKERS} workers on ${LOCK_NAMES.length} names`);
+        summaries.push(await soak(database, failovers(cluster)));
+      } finally {
+        await cluster.close();
+      }
+    }
+  }
   const lines = [
-    '| Database | Seconds | Sections written | Fenced off | Lost leases | Freezes | Workers killed | Connection kills | Server restarts | Database errors | Wait timeouts | Violations |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| Database | Seconds | Sections written | Fenced off | Lost leases | Freezes | Workers killed | Connection kills | Server restarts | Failovers | Database errors | Wait timeouts | Violations |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...summaries.map(
       ({ database, seconds, stats, faults, writes, violations }) =>
-        `| ${database} | ${seconds} | ${writes} | ${stats.fencedOff} | ${stats.lost} | ${stats.freezes} | ${faults.kill} | ${faults.connections} | ${faults.restart} | ${stats.databaseErrors} | ${stats.timedOut} | ${violations.length + stats.heldTwice} |`,
+        `| ${database} | ${seconds} | ${writes} | ${stats.fencedOff} | ${stats.lost} | ${stats.freezes} | ${faults.kill} | ${faults.connections} | ${faults.restart} | ${faults.failover} | ${stats.databaseErrors} | ${stats.timedOut} | ${violations.length} |`,
     ),
   ];
   console.log(`\n${lines.join('\n')}\n`);

@@ -2,6 +2,7 @@ import { Test } from '@nestjs/testing';
 import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { createLockTableMigration, LockMgrModule } from '../lib';
+import { installEarlierDrawFunction } from './support/earlier-version';
 import { createLockApp, dropLockTable, LockApp, sleep, useLockApp } from './support/lock-app';
 import { RecordingLogger } from './support/recording-logger';
 import {
@@ -207,6 +208,27 @@ for (const kind of ['postgres', 'mysql'] as const) {
         }
         expect(warnings).toContainEqual(expect.stringMatching(/lacks the trigger .* start once with the table's owner, or run the lock table migration/));
       });
+
+      it('starts on a table whose trigger draws tokens as an earlier version did, which it may not replace, and says so', async () => {
+        const runner = admin.createQueryRunner();
+        try {
+          await new (createLockTableMigration({ tableName: isolation }))().up(runner);
+        } finally {
+          await runner.release();
+        }
+        await installEarlierDrawFunction(admin, isolation, 5000);
+        const { app, warnings } = await startLogging(account.database, isolation);
+        try {
+          const lock = await app.locks.getLock('upgraded', { expires: 60 });
+          expect(lock.fencingToken).toBeGreaterThan(5000);
+          expect(await app.locks.unlock(lock)).toBe(true);
+        } finally {
+          await app.close();
+        }
+        expect(warnings).toContainEqual(
+          expect.stringMatching(/has a trigger of an earlier version, .* start once with the table's owner, or run the lock table migration/),
+        );
+      });
       return;
     }
 
@@ -248,6 +270,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
         expect(again.warnings).toEqual([]);
       });
     });
+
   });
 }
 

@@ -41,7 +41,8 @@ export class FencedStore {
     }
   }
 
-  private highestToken(): number {
+  /** The fence: the highest token that read or wrote the resource. */
+  highestToken(): number {
     return existsSync(this.path('fence')) ? Number(readFileSync(this.path('fence'), 'utf8')) : 0;
   }
 
@@ -72,6 +73,27 @@ export class FencedStore {
 
   log(): string {
     return existsSync(this.path('log')) ? readFileSync(this.path('log'), 'utf8') : '';
+  }
+
+  /** The accepted writes, in order. */
+  entries(): Array<{ token: number; value: number }> {
+    return this.log()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [token, value] = line.split(' ').map(Number);
+        return { token, value };
+      });
+  }
+
+  /** Every sign of two holders at once in the log: a value out of sequence, or a token not above the one before. */
+  violations(): string[] {
+    const violations: string[] = [];
+    this.entries().forEach(({ token, value }, i, entries) => {
+      if (value !== i + 1) violations.push(`${this.name}: write ${i + 1} wrote value ${value}`);
+      if (i > 0 && token <= entries[i - 1].token) violations.push(`${this.name}: write ${i + 1} carried token ${token} after ${entries[i - 1].token}`);
+    });
+    return violations;
   }
 
   /** Removes the mark of process `pid`, which must have exited, if it died holding it. */

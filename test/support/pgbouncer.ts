@@ -3,9 +3,9 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Client } from 'pg';
-import { unprivilegedUser } from './processes';
 import { closedPort } from './tcp-proxy';
 import { POSTGRES_URL, testDatabase, TestDatabase } from './test-databases';
+import { unprivilegedUser } from './unprivileged-user';
 
 /** A PgBouncer of the test file's own, in transaction mode, in front of the test PostgreSQL server. */
 export interface Pooler {

@@ -22,20 +22,6 @@ export function compiledCommand(): string {
   return compiled(join(PACKAGE_ROOT, bin['nestjs-lockmgr']));
 }
 
-/**
- * Servers that refuse to run as root (PostgreSQL, PgBouncer) run as the postgres user when the tests
- * run as root; otherwise as the tests' own user.
- */
-export function unprivilegedUser(program: string): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const entry = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .map((line) => line.split(':'))
-    .find(([name]) => name === 'postgres');
-  if (!entry) throw new Error(`${program} does not run as root, and there is no postgres user to run it as.`);
-  return { uid: Number(entry[2]), gid: Number(entry[3]) };
-}
-
 export interface Finished {
   code: number | null;
   /** The signal that ended the process, if one did. */

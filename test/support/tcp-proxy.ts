@@ -5,19 +5,23 @@ import { MYSQL_URL, POSTGRES_URL, TestDatabase, testDatabase } from './test-data
  * A TCP relay between the app and its database, to make the network fail on cue: `down()` drops
  * every connection and refuses new ones (a server that died), `partition()` stops delivering bytes
  * while keeping connections open (a network that silently lost packets), `refuseNew()` refuses new
- * connections only (a server out of connection slots), `up()` heals them all.
+ * connections only (a server out of connection slots), `up()` heals them all. `moveTo()` makes it
+ * lead to another server, as a service address does after a failover.
  */
 export class TcpProxy {
   private mode: 'up' | 'down' | 'partition' | 'refusing' = 'up';
   private readonly pairs = new Set<{ client: Socket; server: Socket; held: Array<() => void> }>();
 
-  private constructor(private readonly server: Server) {}
+  private constructor(
+    private readonly server: Server,
+    private target: { host: string; port: number },
+  ) {}
 
   /** A relay to the target, listening on a free port of `listenHost` (`::1` to reach an IPv4-only server over IPv6). */
   static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<TcpProxy> {
     const server = createServer();
-    const proxy = new TcpProxy(server);
-    server.on('connection', (client) => proxy.relay(client, targetHost, targetPort));
+    const proxy = new TcpProxy(server, { host: targetHost, port: targetPort });
+    server.on('connection', (client) => proxy.relay(client));
     await new Promise<void>((resolve) => server.listen(0, listenHost, resolve));
     return proxy;
   }
@@ -26,9 +30,9 @@ export class TcpProxy {
     return (this.server.address() as { port: number }).port;
   }
 
-  private relay(client: Socket, targetHost: string, targetPort: number): void {
+  private relay(client: Socket): void {
     if (this.mode === 'down' || this.mode === 'refusing') return void client.destroy();
-    const server = createConnection(targetPort, targetHost);
+    const server = createConnection(this.target.port, this.target.host);
     const pair = { client, server, held: [] as Array<() => void> };
     this.pairs.add(pair);
     const forward = (from: Socket, to: Socket) =>
@@ -50,11 +54,21 @@ export class TcpProxy {
 
   down(): void {
     this.mode = 'down';
+    this.dropConnections();
+  }
+
+  private dropConnections(): void {
     for (const { client, server } of this.pairs) {
       client.destroy();
       server.destroy();
     }
     this.pairs.clear();
+  }
+
+  /** New connections lead to `targetPort`; those to the server it led to are cut, as moving an address cuts them. */
+  moveTo(targetPort: number, targetHost = '127.0.0.1'): void {
+    this.target = { host: targetHost, port: targetPort };
+    this.dropConnections();
   }
 
   partition(): void {
@@ -98,7 +112,7 @@ export async function proxyServer(server: ProxiedServer, isolation: string): Pro
   return { proxy, throughProxy: { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) } };
 }
 
-/** A local port nothing listens on: a server that is down. */
+/** A local port nothing listens on: a server that is down, or the port for a server a test starts. */
 export async function closedPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

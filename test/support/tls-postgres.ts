@@ -1,9 +1,10 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { Client } from 'pg';
-import { unprivilegedUser } from './processes';
+import { postgresPrograms } from './postgres-server';
+import { unprivilegedUser } from './unprivileged-user';
 import { closedPort } from './tcp-proxy';
 
 /** The user whose connections must show a client certificate, signed by the server's certificate authority. */
@@ -28,15 +29,6 @@ export interface TlsPostgres {
   port: number;
   files: TlsFiles;
   stop(): Promise<void>;
-}
-
-/** Where initdb and postgres are: on the path, or where Debian installs each version. */
-function postgresPrograms(): string {
-  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
-  const directories = [...(process.env.PATH ?? '').split(delimiter), ...versions.map((version) => `/usr/lib/postgresql/${version}/bin`)];
-  const found = directories.find((directory) => existsSync(join(directory, 'initdb')) && existsSync(join(directory, 'postgres')));
-  if (!found) throw new Error('initdb and postgres (the PostgreSQL server) are not installed.');
-  return found;
 }
 
 function openssl(directory: string, args: string[]): void {
@@ -83,6 +75,7 @@ async function asPostgres(port: number, statement: string): Promise<void> {
 /** Makes the certificates, a database cluster and its server, and resolves once the server takes connections. */
 export async function startTlsPostgres(): Promise<TlsPostgres> {
   const programs = postgresPrograms();
+  if (!programs) throw new Error('initdb and postgres (the PostgreSQL server) are not installed.');
   const owner = unprivilegedUser('PostgreSQL');
   const directory = mkdtempSync(join(tmpdir(), 'lockmgr-tls-postgres-'));
   const data = join(directory, 'data');

@@ -1,3 +1,4 @@
+import { drawFencingToken } from './postgres-fencing-token';
 import type { PostgresNames } from './postgres.schema';
 
 const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
@@ -10,12 +11,13 @@ export function postgresStatements({ table, sequence }: PostgresNames) {
     // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
     // no other acquisition of the name can draw a token and be granted in between, so tokens of a
     // name grow in the order its acquisitions are granted, even when a row is inserted afresh.
+    // The token also carries the server's timeline, so it grows across a failover (see drawFencingToken).
     // A name seen held is left alone before any lock is taken, so a failed attempt only reads: it
     // takes no row lock (which would hold up the holder's release) and commits nothing.
     acquire: `WITH acquired AS (
         INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
         SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
-          clock.at, clock.at, nextval('${sequence}')
+          clock.at, clock.at, ${drawFencingToken(sequence)}
         FROM (
           SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at
           WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = $1 AND ${LIVE})

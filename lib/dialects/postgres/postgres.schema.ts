@@ -3,6 +3,7 @@ import type { Pool } from 'pg';
 import { checkIdentifier } from '../../validation';
 import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
 import type { SchemaDatabase } from '../schema-database';
+import { drawFencingToken } from './postgres-fencing-token';
 import { PostgresExecutor, postgresTransaction } from './postgres-pool';
 
 export interface PostgresNames {
@@ -41,9 +42,14 @@ export interface PostgresSchemaState {
   /** Whether this account may draw from the sequence (`nextval` needs USAGE or UPDATE on it). */
   sequenceUsable: boolean;
   trigger: boolean;
+  /** The trigger's function draws tokens as this version does (one of an earlier version draws them without the timeline). */
+  drawFunction: boolean;
 }
 
-/** One catalog read: `$1` schema (null: the current one), `$2` table name, `$3` quoted sequence, `$4` quoted table, `$5` trigger. */
+/**
+ * One catalog read: `$1` schema (null: the current one), `$2` table name, `$3` quoted sequence, `$4` quoted table,
+ * `$5` trigger, `$6` the trigger function's signature, `$7` the body it has in this version.
+ */
 const POSTGRES_SCHEMA_STATE = `SELECT
     ARRAY(SELECT column_name::text FROM information_schema.columns
       WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text) AS columns,
@@ -51,11 +57,23 @@ const POSTGRES_SCHEMA_STATE = `SELECT
       WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2 AND column_name = 'name') AS name_length,
     to_regclass($3::text) IS NOT NULL AS sequence,
     coalesce(has_sequence_privilege(to_regclass($3::text), 'USAGE, UPDATE'), false) AS sequence_usable,
-    EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger`;
+    EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger,
+    coalesce((SELECT prosrc = $7::text FROM pg_proc WHERE oid = to_regprocedure($6::text)), false) AS draw_function`;
 
 function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
-  const { table, sequence, drawTrigger } = postgresNames(tableName, schema);
-  return [schema ?? null, tableName, sequence, table, drawTrigger];
+  const names = postgresNames(tableName, schema);
+  return [schema ?? null, tableName, names.sequence, names.table, names.drawTrigger, `${names.drawFunction}()`, drawFunctionBody(names)];
+}
+
+/** The body of the trigger function that draws the tokens of Django's rows (see `postgresSchemaStatements`). */
+function drawFunctionBody({ table, sequence }: PostgresNames): string {
+  return `
+      BEGIN
+        PERFORM pg_advisory_xact_lock(${advisoryClassId(table)}, hashtext(NEW.name));
+        NEW.fencing_token := ${drawFencingToken(sequence)};
+        RETURN NEW;
+      END
+    `;
 }
 
 /** PostgreSQL also keeps the flag of a row that waiters wait for, so its release notifies them. */
@@ -68,7 +86,7 @@ function postgresTableComplete(state: PostgresSchemaState): boolean {
 
 /** Whether start-up has nothing to create: a complete table is never locked nor altered. */
 function postgresSchemaComplete(state: PostgresSchemaState): boolean {
-  return postgresTableComplete(state) && state.trigger;
+  return postgresTableComplete(state) && state.trigger && state.drawFunction;
 }
 
 /**
@@ -85,7 +103,8 @@ function postgresSchemaComplete(state: PostgresSchemaState): boolean {
  * and before every grant after it.
  */
 export function postgresSchemaStatements(tableName: string, schema?: string, state?: PostgresSchemaState): string[] {
-  const { table, sequence, drawFunction, drawTrigger } = postgresNames(tableName, schema);
+  const names = postgresNames(tableName, schema);
+  const { table, sequence, drawFunction, drawTrigger } = names;
   const tableStatements = [
     `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
     `CREATE TABLE IF NOT EXISTS ${table} (
@@ -96,29 +115,26 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
       created_at timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
       updated_at timestamp with time zone NOT NULL DEFAULT clock_timestamp()
     )`,
-    // Rows already in a Django table get their tokens from the sequence as the column is added.
+    // Rows already in a Django table get their tokens as the column is added.
     `ALTER TABLE ${table}
       ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT gen_random_uuid()::text,
-      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT nextval('${sequence}'),
+      ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT ${drawFencingToken(sequence)},
       ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false`,
     // Tokens outlive the table: a sequence owned by the column (as earlier versions made it) would be
     // dropped with it, and a table made again would restart its tokens at 1.
     `ALTER SEQUENCE ${sequence} OWNED BY NONE`,
   ];
+  // Replacing the function is all that a trigger of an earlier version needs, which drew tokens without the timeline.
+  const functionStatement = `CREATE OR REPLACE FUNCTION ${drawFunction}() RETURNS trigger LANGUAGE plpgsql AS $draw$${drawFunctionBody(names)}$draw$`;
   const triggerStatements = [
-    `CREATE OR REPLACE FUNCTION ${drawFunction}() RETURNS trigger LANGUAGE plpgsql AS $draw$
-      BEGIN
-        PERFORM pg_advisory_xact_lock(${advisoryClassId(table)}, hashtext(NEW.name));
-        NEW.fencing_token := nextval('${sequence}');
-        RETURN NEW;
-      END
-    $draw$`,
+    functionStatement,
     `ALTER TABLE ${table} ALTER COLUMN fencing_token SET DEFAULT 0`,
     `DROP TRIGGER IF EXISTS "${drawTrigger}" ON ${table}`,
     `CREATE TRIGGER "${drawTrigger}" BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.fencing_token = 0)
       EXECUTE FUNCTION ${drawFunction}()`,
   ];
-  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...(state?.trigger ? [] : triggerStatements)];
+  const drawStatements = !state?.trigger ? triggerStatements : state.drawFunction ? [] : [functionStatement];
+  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...drawStatements];
 }
 
 /** `$1` the quoted table: whether it exists, and whether nestjs-lockmgr created it (django-lockmgr's `created_at` has no default). */
@@ -155,7 +171,14 @@ const LOCK_TABLE = `SELECT pg_advisory_xact_lock($1::int, 0)`;
 async function readSchemaState(executor: PostgresExecutor, tableName: string, schema: string | undefined): Promise<PostgresSchemaState> {
   const { rows } = await executor.query(POSTGRES_SCHEMA_STATE, postgresSchemaStateValues(tableName, schema));
   const [row] = rows;
-  return { columns: row.columns, nameLength: row.name_length, sequence: row.sequence, sequenceUsable: row.sequence_usable, trigger: row.trigger };
+  return {
+    columns: row.columns,
+    nameLength: row.name_length,
+    sequence: row.sequence,
+    sequenceUsable: row.sequence_usable,
+    trigger: row.trigger,
+    drawFunction: row.draw_function,
+  };
 }
 
 /**
@@ -174,12 +197,17 @@ export async function ensurePostgresTable(pool: Pool, tableName: string, schema:
       return { commit: true, result: undefined };
     });
   } catch (error) {
-    // A table made by an earlier version lacks only the trigger that orders Django's tokens. An account
-    // that may not add it (it does not own the table) still gets every guarantee among Nest instances.
+    // A table made by an earlier version lacks only the trigger that orders Django's tokens, or has one that
+    // draws them without the timeline. An account that may not change it (it does not own the table) still
+    // gets every guarantee among Nest instances.
     if (!postgresTableComplete(found) || (error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+    const problem = found.trigger
+      ? 'has a trigger of an earlier version, which draws the fencing tokens of rows inserted by django-lockmgr without the ' +
+        'database timeline: they come out lower than the tokens of Nest grants before them'
+      : 'lacks the trigger that keeps fencing tokens of rows inserted by django-lockmgr in grant order';
     new Logger('LockMgrModule').warn(
-      `The lock table ${table} lacks the trigger that keeps fencing tokens of rows inserted by django-lockmgr in grant order, ` +
-        `and this account may not add it: start once with the table's owner, or run the lock table migration (${(error as Error).message}).`,
+      `The lock table ${table} ${problem}, and this account may not change it: start once with the table's owner, ` +
+        `or run the lock table migration (${(error as Error).message}).`,
     );
   }
 }
