@@ -127,7 +127,12 @@ async function install(combination: Combination, tarball: string): Promise<strin
   };
   writeFileSync(join(folder, 'package.json'), JSON.stringify(manifest, null, 2));
   // JOBS: node-gyp compiles on every core.
-  await succeed('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], folder, { ...process.env, JOBS: 'max' });
+  await succeed('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], folder, { ...process.env, JOBS: 'max' }).catch(
+    (error: unknown) => {
+      rmSync(folder, { recursive: true, force: true });
+      throw error;
+    },
+  );
   const binary = join(folder, 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node');
   if (cached) {
     mkdirSync(dirname(binary), { recursive: true });
