@@ -58,7 +58,10 @@ export class LockNotFoundError extends LockMgrError {
   }
 }
 
-/** `setLock(…, { fail: true })` met a lock that already existed; nothing it created remains (django-lockmgr's `LockFail`). */
+/**
+ * `setLock(…, { fail: true })` met a lock that already existed; nothing it created remains (django-lockmgr's `LockFail`).
+ * `lock` describes that lock without its owner token: it says who holds it, and cannot act on it as its owner.
+ */
 export class LockFailError extends LockedError {
   constructor(readonly lock: LockEntity) {
     super(

@@ -74,7 +74,7 @@ export interface LockReleasedMessage {
   name: string;
   /** The released lock's fencing token; null when it was released by name, which does not read it. */
   fencingToken: number | null;
-  /** Seconds since this process took the lock; null when released by name, or through a handle this process did not take (from `listLocks`). */
+  /** Seconds since this process took the lock; null when released by name, or through a handle this process did not take (a row read through a TypeORM repository). */
   held: number | null;
   /** Whether it was released by name (`unlock('name')`), whoever held it. */
   forced: boolean;

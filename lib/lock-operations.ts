@@ -123,22 +123,31 @@ export class LockOperations {
 
   /**
    * Moves the expiry of a lock: through a handle only while it owns the lock (`handle` carries when it was
-   * taken), by name whoever holds it. Null when it is not held (by that owner).
+   * taken), by name whoever holds it. Null when it is not held (by that owner). A renewal by name returns
+   * a description: the lock may be another's.
    */
   async renew({ name, owner }: ReleaseRequest, expires: number | null, mode: RenewMode, handle?: LockEntity): Promise<LockEntity | null> {
     const requestedAt = this.elapsed();
     const renewed = await this.database(`renew lock "${name}"`, name, this.dialect.renew({ name, owner, expires, mode }));
     if (!renewed) return null;
     this.announceRenewed(renewed);
-    return this.handle(renewed, requestedAt, handle?.takenAt);
+    return owner === null ? this.description(renewed, requestedAt) : this.handle(renewed, requestedAt, handle?.takenAt);
   }
 
   /**
-   * The handle of a record read by a call sent at `requestedAt` (a reading of `elapsed`). `takenAt` is the
-   * `performance.now()` at which this process took the lock, if it did.
+   * The handle of a lock this process owns, from a record read by a call sent at `requestedAt` (a reading
+   * of `elapsed`). `takenAt` is the `performance.now()` at which this process took the lock, if it did.
    */
   handle(record: LockRecord, requestedAt: number, takenAt?: number): LockEntity {
-    return LockEntity.fromRecord(record, requestedAt, takenAt, this.elapsed);
+    return LockEntity.fromRecord(record, { requestedAt, elapsed: this.elapsed, takenAt, owned: true });
+  }
+
+  /**
+   * A lock that may be another's, without its owner token: whoever is handed it (a log, a caller that lost
+   * a race) can read who holds it, and cannot pass it to an owner-checked release or renewal.
+   */
+  description(record: LockRecord, requestedAt: number): LockEntity {
+    return LockEntity.fromRecord(record, { requestedAt, elapsed: this.elapsed, owned: false });
   }
 
   /**
@@ -174,8 +183,9 @@ export class LockOperations {
    * Lets go of locks this process will not hold any more, whatever becomes of operations on them still
    * under way: each is released by its owner token now, and again once they can no longer commit.
    */
-  abandon(...locks: Pick<LockRecord, 'name' | 'owner'>[]): void {
-    for (const lock of locks) this.abandoned.abandon(lock.name, lock.owner);
+  abandon(...locks: Pick<LockEntity, 'name' | 'owner'>[]): void {
+    // A description has no owner token: nothing of this process to let go of.
+    for (const { name, owner } of locks) if (owner !== null) this.abandoned.abandon(name, owner);
   }
 
   /** The cheapest read that needs the lock table: a primary-key lookup of a name no lock can have (names are never empty). */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AcquireRequest, LockDialect, ReleaseRequest } from './dialects/lock-dialect';
-import { isLockHandle } from './lock.entity';
+import { isLockHandle, LockEntity } from './lock.entity';
 import { GET_LOCK_OPTIONS, GetLockOptions } from './lock-options';
 import type { ResolvedLockMgrOptions } from './lockmgr-options';
 import { checkExpires, checkLockName, checkOptionalSeconds, checkOptions, checkProcessId, checkSignal, checkText, MAX_WAIT_SECONDS } from './validation';
@@ -47,16 +47,29 @@ export class LockRequests {
     };
   }
 
-  /** A lock given by name (force: any holder) or by handle (only while that handle owns it). */
+  /**
+   * A lock given by name (force: any holder) or by handle (only while that handle owns it). A description
+   * (no owner token) is refused rather than taken for its name: a caller that meant an owner-checked call
+   * must not force one.
+   */
   reference(lock: unknown, caller: string): ReleaseRequest {
     if (typeof lock === 'string') return { name: this.name(lock, `${caller} lock`), owner: null };
-    if (isLockHandle(lock)) {
-      const name = this.name(lock.name, `${caller} lock.name`);
-      if (typeof lock.owner !== 'string' || lock.owner.length === 0) {
-        throw new TypeError(`${caller} lock.owner must be the owner token of a lock handle.`);
-      }
-      return { name, owner: lock.owner };
+    const name = this.lockName(lock, caller);
+    const { owner } = lock as LockEntity;
+    if (owner === null) {
+      throw new TypeError(
+        `${caller} lock describes lock "${name}" without an owner token (from listLocks, setLock, an error or a renewal by name), ` +
+          `so it cannot act on it as its owner: pass the name to act on it whoever holds it.`,
+      );
     }
+    if (typeof owner !== 'string' || owner.length === 0) throw new TypeError(`${caller} lock.owner must be the owner token of a lock handle.`);
+    return { name, owner };
+  }
+
+  /** The name of a lock given by name, by handle or by description. */
+  lockName(lock: unknown, caller: string): string {
+    if (typeof lock === 'string') return this.name(lock, `${caller} lock`);
+    if (isLockHandle(lock)) return this.name(lock.name, `${caller} lock.name`);
     throw new TypeError(`${caller} lock must be a lock name or a LockEntity handle.`);
   }
 

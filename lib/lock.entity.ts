@@ -14,6 +14,14 @@ export interface LockRecord {
   secondsLeft: number | null;
 }
 
+/** @internal Where a handle comes from: when its row was read, on which clock, and whether this process owns the lock. */
+export interface HandleOrigin {
+  requestedAt: number;
+  elapsed: () => number;
+  takenAt?: number;
+  owned: boolean;
+}
+
 const bigintAsNumber = {
   from: (value: string | number | null) => (value === null ? value : Number(value)),
   to: (value: number | null) => value,
@@ -31,9 +39,13 @@ export class LockEntity {
   @PrimaryColumn({ type: 'varchar', length: 255 })
   name!: string;
 
-  /** The secret token of this acquisition; releasing or renewing through this handle compares it. */
+  /**
+   * The secret token of this acquisition; releasing or renewing through this handle compares it. Null on
+   * a description of a lock that may be another's (`listLocks`, `LockFailError.lock`, the locks `setLock`
+   * found held, a renewal by name): owner-checked calls refuse it, so only its name can act on the lock.
+   */
   @Column({ type: 'varchar', length: 36 })
-  owner!: string;
+  owner!: string | null;
 
   /** Grows with every acquisition of any lock; a resource that remembers the highest token it saw can refuse stale holders. */
   @Column({ name: 'fencing_token', type: 'bigint', transformer: bigintAsNumber })
@@ -71,10 +83,11 @@ export class LockEntity {
   /**
    * @internal Builds a handle from a row read at `requestedAt` (a reading of `elapsed` taken before the
    * query was sent). `takenAt` is the `performance.now()` at which this process took the lock, if it did.
+   * A handle that is not `owned` describes the lock without its owner token.
    */
-  static fromRecord(record: LockRecord, requestedAt: number, takenAt?: number, elapsed: () => number = monotonicMilliseconds): LockEntity {
-    const { secondsLeft, ...columns } = record;
-    const lock = Object.assign(new LockEntity(), columns);
+  static fromRecord(record: LockRecord, { requestedAt, elapsed, takenAt, owned }: HandleOrigin): LockEntity {
+    const { secondsLeft, owner, ...columns } = record;
+    const lock = Object.assign(new LockEntity(), columns, { owner: owned ? owner : null });
     lock.#elapsed = elapsed;
     // Counting from before the request makes the estimate err on the early side.
     if (secondsLeft !== null) lock.#expiresAtMonotonic = requestedAt + secondsLeft * 1000;
@@ -82,7 +95,7 @@ export class LockEntity {
     return lock;
   }
 
-  /** @internal `performance.now()` when this process took the lock; undefined on handles of locks it did not take (`listLocks`). */
+  /** @internal `performance.now()` when this process took the lock; undefined on handles of locks it did not take (descriptions, rows read through a repository). */
   get takenAt(): number | undefined {
     return this.#takenAt;
   }

@@ -74,9 +74,9 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     return created;
   }
 
-  /** Whether `name` (or the name of a handle) is held by anyone right now. */
+  /** Whether `name` (or the name of a handle or description) is held by anyone right now. */
   async isLocked(lock: LockEntity | string): Promise<boolean> {
-    const { name } = this.operations.requests.reference(lock, 'isLocked');
+    const name = this.operations.requests.lockName(lock, 'isLocked');
     return (await this.operations.database(`look up lock "${name}"`, name, this.operations.dialect.find(name))) !== null;
   }
 
@@ -105,12 +105,15 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
       throw error;
     });
     const result = await this.operations.database(`set locks ${distinct.map((n) => `"${n}"`).join(', ')}`, undefined, setting);
-    if ('conflict' in result) throw new LockFailError(this.operations.handle(result.conflict, requestedAt));
+    if ('conflict' in result) throw new LockFailError(this.operations.description(result.conflict, requestedAt));
     for (const step of result.steps) {
       if (step.action === 'create') this.operations.announceAcquired(step.lock!, requestedAt);
       if (step.action === 'extend') this.operations.announceRenewed(step.lock!);
     }
-    return toLockSetResult(result.steps, (record, created) => this.operations.handle(record, requestedAt, created ? sentAt : undefined));
+    // Only the names this call created are its own; a lock it found and renewed by name may be another's.
+    return toLockSetResult(result.steps, (record, created) =>
+      created ? this.operations.handle(record, requestedAt, sentAt) : this.operations.description(record, requestedAt),
+    );
   }
 
   /** Deletes the rows of expired locks and returns how many it deleted (expired locks count as free either way). */
@@ -123,11 +126,14 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown, 
     }
   }
 
-  /** Every live lock, ordered by name. */
+  /**
+   * Every live lock, ordered by name, as descriptions: who holds each and until when, without owner
+   * tokens, so a listing can be shown or logged. Release or renew a listed lock by its name.
+   */
   async listLocks(): Promise<LockEntity[]> {
     const requestedAt = this.operations.elapsed();
     const records = await this.operations.database('list locks', undefined, this.operations.dialect.list());
-    return records.map((record) => this.operations.handle(record, requestedAt));
+    return records.map((record) => this.operations.description(record, requestedAt));
   }
 
   /**

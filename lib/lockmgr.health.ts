@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { HealthIndicatorService } from '@nestjs/terminus';
 import type { LockDatabaseError } from './errors';
@@ -12,9 +12,14 @@ import { checkLockName } from './validation';
  */
 export type LockMgrHealthResult<Key extends string = string> = Record<Key, { status: 'up' } | { status: 'down'; message: string }>;
 
+/** Why a check is down, as a health endpoint (often public) may say it: never the driver's own words. */
+type DownReason = 'timed out' | 'database unreachable' | 'database error';
+
 /**
- * A health indicator for `@nestjs/terminus`: up when the lock table answers a read, down (with a
- * message saying why) when it does not within the module's `operationTimeout`.
+ * A health indicator for `@nestjs/terminus`: up when the lock table answers a read, down when it does
+ * not within the module's `operationTimeout`. The result gives a generic reason only (`timed out`,
+ * `database unreachable`, `database error`): a driver's message can name database users and internal
+ * hosts, and health endpoints are often public. The full message goes to the Nest logger.
  *
  * `LockMgrModule` provides it, so inject it beside terminus's `HealthCheckService`:
  * `this.health.check([() => this.lockmgr.isHealthy('locks')])`. `@nestjs/terminus` is an optional
@@ -24,6 +29,7 @@ export type LockMgrHealthResult<Key extends string = string> = Record<Key, { sta
 @Injectable()
 export class LockMgrHealthIndicator {
   private indicators?: HealthIndicatorService;
+  private readonly logger = new Logger('LockMgrHealthIndicator');
 
   /** @internal Nest creates the indicator; inject it. */
   constructor(
@@ -33,7 +39,9 @@ export class LockMgrHealthIndicator {
 
   /**
    * Reads the lock table, and resolves to `{ [key]: { status: 'up' } }`, or to
-   * `{ [key]: { status: 'down', message } }` when the database fails the read or does not answer in time.
+   * `{ [key]: { status: 'down', message } }` when the database fails the read or does not answer in time,
+   * where `message` is `timed out`, `database unreachable` or `database error`, and the error itself is
+   * logged.
    *
    * @param key The key of the result in terminus's answer; `'lockmgr'` by default.
    */
@@ -44,7 +52,8 @@ export class LockMgrHealthIndicator {
       await this.operations.readTable();
     } catch (error) {
       // A LockDatabaseError, saying what failed and the driver's reason.
-      return indicator.down({ message: (error as LockDatabaseError).message });
+      this.logger.error(`Health check "${key}" is down: ${(error as LockDatabaseError).message}`);
+      return indicator.down({ message: downReason((error as LockDatabaseError).cause) });
     }
     return indicator.up();
   }
@@ -60,4 +69,17 @@ export class LockMgrHealthIndicator {
     }
     return this.indicators;
   }
+}
+
+/**
+ * Sorts a driver's error into a reason that names nothing of the database: the drivers' timeouts (and
+ * the operation timeout) say "timeout" in their code or message; a network failure carries a system
+ * error code (`ECONNREFUSED`, `ENOTFOUND`…) or says the connection ended.
+ */
+function downReason(cause: unknown): DownReason {
+  const { code, message } = (cause ?? {}) as { code?: unknown; message?: unknown };
+  const said = `${typeof code === 'string' ? code : ''} ${typeof message === 'string' ? message : ''}`;
+  if (/timed?[ _-]?out/i.test(said)) return 'timed out';
+  if ((typeof code === 'string' && /^E[A-Z]+$/.test(code)) || /connection (terminated|lost|closed)/i.test(said)) return 'database unreachable';
+  return 'database error';
 }

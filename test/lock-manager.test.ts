@@ -174,7 +174,7 @@ describeEachDatabase('LockManager and withLock', (database) => {
     expect(reason).toMatchObject({ lockName: name });
     await manager.release();
     expect(await app.locks.isLocked(name)).toBe(true);
-    expect((await app.locks.listLocks()).find((lock) => lock.name === name)!.owner).toBe(taker.owner);
+    expect((await app.locks.listLocks()).find((lock) => lock.name === name)!.fencingToken).toBe(taker.fencingToken);
   });
 
   it('keeps the main lock minHold seconds after it was taken', async () => {

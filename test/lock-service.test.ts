@@ -153,8 +153,9 @@ describeEachDatabase('LockService', (database) => {
     it('renews by name whoever holds the lock', async () => {
       const lock = await app.locks.getLock(name, { expires: 10 });
       const renewed = await app.locks.renewLock(name, { expires: 50 });
-      expect(renewed.owner).toBe(lock.owner);
+      expect(renewed).toMatchObject({ owner: null, fencingToken: lock.fencingToken });
       expect(renewed.expiresSeconds).toBeGreaterThan(48);
+      expect(await app.locks.unlock(lock)).toBe(true);
     });
 
     it('throws LockNotFoundError for a missing or expired lock', async () => {
@@ -186,7 +187,7 @@ describeEachDatabase('LockService', (database) => {
       await expect(app.locks.renewLock(stale, { expires: 600 })).rejects.toBeInstanceOf(LockNotFoundError);
       await expect(app.locks.renewLock(stale, { expires: 600, create: true })).rejects.toBeInstanceOf(LockedError);
       const [held] = (await app.locks.listLocks()).filter((lock) => lock.name === name);
-      expect(held.owner).toBe(current.owner);
+      expect(held.fencingToken).toBe(current.fencingToken);
       expect(held.lockedUntil).toEqual(current.lockedUntil);
     });
   });
@@ -267,7 +268,7 @@ describeEachDatabase('LockService', (database) => {
         .catch((e: unknown) => e);
       expect(error).toBeInstanceOf(LockFailError);
       expect(error).toBeInstanceOf(LockedError);
-      expect((error as LockFailError).lock).toMatchObject({ name: `${name}-b`, owner: existing.owner, lockedBy: 'other-host' });
+      expect((error as LockFailError).lock).toMatchObject({ name: `${name}-b`, fencingToken: existing.fencingToken, lockedBy: 'other-host' });
       expect(await app.locks.isLocked(`${name}-a`)).toBe(false);
       expect(await app.locks.isLocked(`${name}-c`)).toBe(false);
       expect(await tableRows(app, isolation)).toEqual(before);

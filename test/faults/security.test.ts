@@ -38,7 +38,7 @@ describeEachDatabase('Security', (database) => {
     for (let i = 0; i < 200; i++) {
       const lock = await app.locks.getLock(`token-${i % 5}`);
       expect(lock.owner).toMatch(UUID_V4);
-      owners.add(lock.owner);
+      owners.add(lock.owner!);
       await app.locks.unlock(lock);
     }
     expect(owners.size).toBe(200);
@@ -51,14 +51,14 @@ describeEachDatabase('Security', (database) => {
     try {
       const name = `${marker}'; DROP TABLE ${isolation}; --`;
       const lock = await app.locks.getLock(name, { expires: 30, lockedBy: `${marker}-host`, lockProcess: 31337 });
-      owners.push(lock.owner);
+      owners.push(lock.owner!);
       await app.locks.renewLock(lock, { expires: 60, addTime: true });
       await app.locks.isLocked(name);
       await app.locks.tryLock(name);
       const set = await app.locks.setLock([`${marker}-a`, `${marker}-b`], { timeout: 30, lockedBy: `${marker}-host` });
-      owners.push(...set.locks.map((held) => held.owner));
+      owners.push(...set.locks.map((held) => held.owner!));
       await app.locks.withLock(`${marker}-managed`, async (manager) => {
-        owners.push(manager.mainLock.owner);
+        owners.push(manager.mainLock.owner!);
         await manager.lock(`${marker}-more`);
         await manager.renew();
       });

@@ -47,7 +47,7 @@ describeEachDatabase('Faults at any call of the dialect', (database) => {
       const property = fc.asyncProperty(fc.array(faultStep, { minLength: 1, maxLength: 4 }), plannedFault, async (steps, planned) => {
         const timers = new LibraryTimers().start();
         const app = await faultyApp(database, isolation);
-        const scenario = new FaultScenario(app.locks, app.dialect, observer.locks, `f${++cases}_`, planned);
+        const scenario = new FaultScenario(app.locks, app.dialect, observer, `f${++cases}_`, planned);
         try {
           app.dialect.arm(new Map<number, Fault>([[planned.call, planned.fault]]));
           for (const step of steps) await scenario.run(step);

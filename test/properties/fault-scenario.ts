@@ -1,6 +1,6 @@
 import { LockDatabaseError, LockEntity, LockManager, LockService } from '../../lib';
 import type { FaultyDialect } from '../support/faulty-dialect';
-import { sleep } from '../support/lock-app';
+import { LockApp, sleep } from '../support/lock-app';
 import { FAULT_NAMES, FaultStep, PlannedFault, SHORT_LEASE } from './fault-steps';
 
 /** How long a failed call may take to clean up after itself before a lock it left counts as left behind. */
@@ -33,7 +33,8 @@ export class FaultScenario {
   constructor(
     private readonly faulty: LockService,
     private readonly dialect: FaultyDialect,
-    private readonly observer: LockService,
+    /** Another instance of the app, on a healthy dialect. */
+    private readonly observer: LockApp,
     private readonly prefix: string,
     private readonly planned: PlannedFault,
   ) {}
@@ -91,10 +92,11 @@ export class FaultScenario {
   private async noLockLeftFor(owners: string[], what: string): Promise<void> {
     const giveUpAt = performance.now() + SETTLE_MS;
     for (;;) {
-      const left = (await this.observer.listLocks()).filter((lock) => owners.includes(lock.owner));
+      // Owner tokens are read from the table: the service lists locks without them.
+      const left = (await this.observer.dialect.list()).filter((lock) => owners.includes(lock.owner));
       if (left.length === 0) return;
       if (performance.now() > giveUpAt) {
-        const locks = left.map((lock) => `"${lock.name}" (token ${lock.fencingToken}, ${lock.expiresSeconds?.toFixed(1)} s left)`);
+        const locks = left.map((lock) => `"${lock.name}" (token ${lock.fencingToken}, ${lock.secondsLeft?.toFixed(1)} s left)`);
         throw new Error(`${what}: ${SETTLE_MS} ms later it still holds ${locks.join(', ')}, which nobody owns`);
       }
       await sleep(100);
@@ -103,10 +105,10 @@ export class FaultScenario {
 
   /** Another instance takes `name` if it can; then no caller of the faulty app may still believe it holds it. */
   private async probe(name: string, what: string): Promise<void> {
-    const lock = await this.observer.tryLock(name, { expires: 5 });
+    const lock = await this.observer.locks.tryLock(name, { expires: 5 });
     if (!lock) return;
     const believers = this.beliefs.filter((belief) => belief.name === name && belief.holds());
-    await this.observer.unlock(lock);
+    await this.observer.locks.unlock(lock);
     if (believers.length > 0) {
       throw new Error(`${what}: another instance took "${name}" (token ${lock.fencingToken}) while ${believers[0].what} still held it`);
     }
@@ -119,8 +121,8 @@ export class FaultScenario {
   }
 
   private async getLock(name: string, contended: boolean, what: string): Promise<void> {
-    const blocker = contended ? await this.observer.tryLock(name, { expires: LONG_LEASE }) : null;
-    const unblocked = blocker && sleep(300).then(() => this.observer.unlock(blocker));
+    const blocker = contended ? await this.observer.locks.tryLock(name, { expires: LONG_LEASE }) : null;
+    const unblocked = blocker && sleep(300).then(() => this.observer.locks.unlock(blocker));
     const firstCall = this.dialect.calls.length;
     const outcome = await this.attempt(what, () => this.faulty.getLock(name, { expires: LONG_LEASE, wait: blocker ? 3 : 0 }));
     await unblocked;
@@ -158,6 +160,6 @@ export class FaultScenario {
   /** Releases what the case still holds (the faulty app closes next) and what it left in the table. */
   async finish(): Promise<void> {
     await Promise.allSettled(this.managers.map((manager) => manager.release()));
-    for (const name of FAULT_NAMES) await this.observer.unlock(this.lockName(name));
+    for (const name of FAULT_NAMES) await this.observer.locks.unlock(this.lockName(name));
   }
 }

@@ -1,7 +1,7 @@
 import type fc from 'fast-check';
 import { LockedError, LockEntity, LockFailError, LockManager, LockNotFoundError, LockService } from '../../lib';
 import { LockApp, sleep, tableRows } from '../support/lock-app';
-import { CallSpan, LockModel } from '../support/lock-model';
+import { CallSpan, LockModel, ownerToken } from '../support/lock-model';
 import type { Name, Operation, Racer } from './lock-operations';
 
 /** Expiries this close to a call (in ms) may fall either side of it: the database's clock decides. */
@@ -174,7 +174,8 @@ export class LockScenario {
       throw unexpected(what, outcome.error);
     }
     const renewed = outcome.value;
-    if (ours && renewed.owner === before.owner) {
+    // A renewal keeps the lock's fencing token; taking it afresh draws a new one. (A renewal by name answers without the owner token.)
+    if (ours && renewed.fencingToken === before.fencingToken) {
       this.model.expectHolder(renewed, what);
       return this.model.renew(name, expires, addTime ? 'add' : 'extend', outcome.span);
     }
@@ -228,7 +229,7 @@ export class LockScenario {
     const outcome = await timed(() => this.client(operation.client).manager(name, options));
     if ('error' in outcome) return this.refused(name, outcome.error, outcome.span, what);
     const manager = outcome.value;
-    this.managers.push({ manager, autoRenew: operation.autoRenew, expires, owners: new Set([manager.mainLock.owner]), released: false });
+    this.managers.push({ manager, autoRenew: operation.autoRenew, expires, owners: new Set([ownerToken(manager.mainLock)]), released: false });
     this.granted(name, manager.mainLock, expires, outcome.span, what);
     if (operation.autoRenew) this.model.renewForever(name, true, RENEWING_LEASE, outcome.span);
   }
@@ -242,11 +243,11 @@ export class LockScenario {
     if (!outcome.value) return this.model.observe(name, true, outcome.span, what);
     const lock = entry.manager.locks.find((candidate) => candidate.name === name)!;
     // A handle of an earlier grant: lock() answered from the manager's memory, without asking the table.
-    if (this.model.knowsOwner(lock.owner)) {
+    if (this.model.knowsOwner(ownerToken(lock))) {
       const now = before?.owner === lock.owner ? `still holds it: ${this.model.describe(name)}` : `the model has ${this.model.describe(name)}`;
       throw new Error(`${what}: lock() said true without taking "${name}" (it kept its handle of token ${lock.fencingToken}; ${now}), instead of Locked`);
     }
-    entry.owners.add(lock.owner);
+    entry.owners.add(ownerToken(lock));
     this.granted(name, lock, entry.expires, outcome.span, what);
     if (entry.autoRenew) this.model.renewForever(name, true, RENEWING_LEASE, outcome.span);
   }
@@ -263,7 +264,7 @@ export class LockScenario {
       this.model.expectHolder(renewed, what);
       this.model.renew(name, expires, 'add', outcome.span);
     } else {
-      entry.owners.add(renewed.owner);
+      entry.owners.add(ownerToken(renewed));
       this.granted(name, renewed, expires, outcome.span, what);
     }
     if (entry.autoRenew) this.model.renewForever(name, true, RENEWING_LEASE, outcome.span);
@@ -386,7 +387,7 @@ export class LockScenario {
       throw unexpected(what, outcome.error);
     }
     const manager = outcome.value;
-    this.managers.push({ manager, autoRenew: false, expires: LONG_LEASE, owners: new Set([manager.mainLock.owner]), released: false });
+    this.managers.push({ manager, autoRenew: false, expires: LONG_LEASE, owners: new Set([ownerToken(manager.mainLock)]), released: false });
     return { granted: [manager.mainLock], refused: [] };
   }
 

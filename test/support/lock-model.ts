@@ -15,6 +15,12 @@ export interface ModelLock {
   expiry: ExpiryWindow | null;
 }
 
+/** The owner token of a handle a call was told it holds: such a handle must carry one. */
+export function ownerToken(lock: Pick<LockEntity, 'name' | 'owner'>): string {
+  if (lock.owner === null) throw new Error(`The handle of "${lock.name}" that its taker got has no owner token`);
+  return lock.owner;
+}
+
 /** The time span of one call: the database acted at some instant in it. */
 export interface CallSpan {
   from: number;
@@ -82,16 +88,20 @@ export class LockModel {
     if (!(lock.fencingToken > this.highestToken)) {
       throw new Error(`${what} took "${name}" with fencing token ${lock.fencingToken}, not above the highest granted before, ${this.highestToken}`);
     }
-    if (this.tokens.has(lock.owner)) throw new Error(`${what} took "${name}" with the owner token of an earlier grant`);
+    const owner = ownerToken(lock);
+    if (this.tokens.has(owner)) throw new Error(`${what} took "${name}" with the owner token of an earlier grant`);
     this.highestToken = lock.fencingToken;
-    this.tokens.set(lock.owner, lock.fencingToken);
-    this.locks.set(name, { owner: lock.owner, fencingToken: lock.fencingToken, lockedBy: lock.lockedBy, expiry: leaseOf(expires, span) });
+    this.tokens.set(owner, lock.fencingToken);
+    this.locks.set(name, { owner, fencingToken: lock.fencingToken, lockedBy: lock.lockedBy, expiry: leaseOf(expires, span) });
   }
 
-  /** Checks that `lock` is the model's lock of its name, held by the same owner with the same token. */
+  /**
+   * Checks that `lock` is the model's lock of its name, with the same token, and the same owner unless it
+   * is a description (no owner token): each grant has a token of its own, so the token tells the grant.
+   */
   expectHolder(lock: Pick<LockEntity, 'name' | 'owner' | 'fencingToken'>, what: string): ModelLock {
     const modelled = this.locks.get(lock.name);
-    if (!modelled || modelled.owner !== lock.owner || modelled.fencingToken !== lock.fencingToken) {
+    if (!modelled || (lock.owner !== null && modelled.owner !== lock.owner) || modelled.fencingToken !== lock.fencingToken) {
       throw new Error(`${what}: "${lock.name}" is held with token ${lock.fencingToken}, but the model has ${this.describe(lock.name)}`);
     }
     return modelled;
