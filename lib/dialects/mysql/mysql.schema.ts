@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { checkTableColumns, missingColumns } from '../lock-table-columns';
 import type { MysqlServer } from './mysql-server';
@@ -8,13 +9,19 @@ export interface MysqlNames {
   sequence: string;
   /** MySQL's source of fencing tokens. */
   counter: string;
+  /** The index on `locked_until` that the clean-up finds expired rows by. */
+  index: string;
 }
+
+/** A name of `mysqlNames` as the catalogs spell it. */
+const unquoted = (name: string) => name.slice(1, -1);
 
 export function mysqlNames(tableName: string): MysqlNames {
   return {
     table: `\`${tableName}\``,
     sequence: `\`${tableName}_fencing_token_seq\``,
     counter: `\`${tableName}_fencing_token\``,
+    index: `\`${tableName}_locked_until\``,
   };
 }
 
@@ -29,7 +36,7 @@ export function mysqlNames(tableName: string): MysqlNames {
  * there the table is created whole, and a Django table is refused at start-up.
  */
 export function mysqlSchemaStatements(tableName: string, server: MysqlServer): string[] {
-  const { table, sequence, counter } = mysqlNames(tableName);
+  const { table, sequence, counter, index } = mysqlNames(tableName);
   const columns = `name varchar(255) NOT NULL PRIMARY KEY,
       locked_by varchar(255) NULL,
       lock_process integer NULL,
@@ -43,6 +50,7 @@ export function mysqlSchemaStatements(tableName: string, server: MysqlServer): s
       `ALTER TABLE ${table}
         ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT (UUID()),
         ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT (NEXT VALUE FOR ${sequence})`,
+      `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (locked_until)`,
     ];
   }
   return [
@@ -53,6 +61,13 @@ export function mysqlSchemaStatements(tableName: string, server: MysqlServer): s
       owner varchar(36) NOT NULL,
       fencing_token bigint NOT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin`,
+    // MySQL has no CREATE INDEX IF NOT EXISTS: the catalog picks the statement, for a table of an earlier version too.
+    `SET @lockmgr_index = IF(EXISTS(SELECT 1 FROM information_schema.STATISTICS
+        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${tableName}' AND INDEX_NAME = '${unquoted(index)}'),
+      'DO 0', 'CREATE INDEX ${index} ON ${table} (locked_until)')`,
+    'PREPARE lockmgr_index FROM @lockmgr_index',
+    'EXECUTE lockmgr_index',
+    'DEALLOCATE PREPARE lockmgr_index',
   ];
 }
 
@@ -66,13 +81,13 @@ export function mysqlDropStatements(tableName: string): string[] {
 const SCHEMA_LOCK_SECONDS = 60;
 
 /**
- * What the catalogs say of the lock table and its token source; reading them takes no lock that DDL
- * or writes wait for. On MySQL the counter's row is inserted before the lock table is created, so a
- * lock table with our columns has it.
+ * What the catalogs say of the lock table, its token source and the clean-up's index; reading them takes
+ * no lock that DDL or writes wait for. On MySQL the counter's row is inserted before the lock table is
+ * created, so a lock table with our columns has it. `usable`: every lock operation works, the clean-up
+ * too (without the index it reads the whole table).
  */
 async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string, server: MysqlServer) {
-  const { table, sequence, counter } = mysqlNames(tableName);
-  const unquoted = (name: string) => name.slice(1, -1);
+  const { table, sequence, counter, index } = mysqlNames(tableName);
   const [columns] = await connection.execute<RowDataPacket[]>(
     `SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS length FROM information_schema.COLUMNS
       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table`,
@@ -82,9 +97,17 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
     `SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :source`,
     { source: unquoted(server === 'mariadb' ? sequence : counter) },
   );
+  const [indexes] = await connection.execute<RowDataPacket[]>(
+    `SELECT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table AND INDEX_NAME = :index`,
+    { table: unquoted(table), index: unquoted(index) },
+  );
   const names = columns.map((row) => row.name as string);
-  return { columns, complete: sources.length > 0 && missingColumns(names).length === 0 };
+  const usable = sources.length > 0 && missingColumns(names).length === 0;
+  return { columns, usable, complete: usable && indexes.length > 0 };
 }
+
+/** The error of either server when the account lacks a privilege on a table (here, to create the index). */
+const ER_TABLEACCESS_DENIED_ERROR = 1142;
 
 /**
  * Creates what is missing. A complete table is only read: DDL on it, even with nothing to add, would
@@ -92,7 +115,8 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
  * to alter it.
  */
 export async function ensureMysqlTable(pool: Pool, tableName: string, server: MysqlServer): Promise<void> {
-  if ((await schemaState(pool, tableName, server)).complete) return;
+  const found = await schemaState(pool, tableName, server);
+  if (found.complete) return;
   const connection = await pool.getConnection();
   // GET_LOCK serialises instances starting together: CREATE … IF NOT EXISTS alone can still collide.
   const schemaLock = { name: `lockmgr:${tableName}`, timeout: SCHEMA_LOCK_SECONDS };
@@ -111,6 +135,14 @@ export async function ensureMysqlTable(pool: Pool, tableName: string, server: My
     } finally {
       await connection.execute('DO RELEASE_LOCK(:name)', schemaLock);
     }
+  } catch (error) {
+    // A table of an earlier version lacks only the clean-up's index. An account that may not create it
+    // keeps every guarantee: the clean-up finds expired rows more slowly.
+    if (!found.usable || (error as { errno?: number }).errno !== ER_TABLEACCESS_DENIED_ERROR) throw error;
+    new Logger('LockMgrModule').warn(
+      `The lock table "${tableName}" has no index on locked_until, and this account may not create it: the clean-up of expired locks ` +
+        `reads the whole table to find them. Start once with an account that may, or run the lock table migration (${(error as Error).message}).`,
+    );
   } finally {
     connection.destroy();
   }
