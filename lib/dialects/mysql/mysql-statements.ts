@@ -72,8 +72,8 @@ export function mysqlStatements({ table, sequence, counter }: MysqlNames, server
     lockExpired: `SELECT name FROM ${table} WHERE ${EXPIRED} LIMIT :limit FOR UPDATE SKIP LOCKED`,
     // By primary key only: on a small table the optimizer would rather read every row, and wait for some.
     // (The multi-table form, because only it takes an index hint.)
-    deleteLocked: (limit: number) =>
+    deleteLocked: (count: number) =>
       `DELETE ${table} FROM ${table} FORCE INDEX (PRIMARY)
-        WHERE name IN (${Array.from({ length: limit }, () => '?').join(', ')}) AND ${EXPIRED}`,
+        WHERE name IN (${Array.from({ length: count }, () => '?').join(', ')}) AND ${EXPIRED}`,
   };
 }

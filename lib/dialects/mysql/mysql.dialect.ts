@@ -156,9 +156,10 @@ export class MysqlDialect implements LockDialect {
         // A string: MySQL refuses LIMIT bound as the DOUBLE that mysql2 sends for a number.
         const [rows] = await connection.execute<RowDataPacket[]>(this.sql.lockExpired, { limit: String(limit) });
         if (rows.length === 0) return { commit: false, result: 0 };
-        // Always `limit` values, null for the missing: one statement text, prepared once per connection.
-        const names = Array.from({ length: limit }, (_, index) => rows[index]?.name ?? null);
-        const [deleted] = await connection.execute<ResultSetHeader>(this.sql.deleteLocked(limit), names);
+        // A power of two of values (or `limit`), null for the missing: a few statement texts, each prepared once per connection.
+        const size = Math.min(limit, 2 ** Math.ceil(Math.log2(rows.length)));
+        const names = Array.from({ length: size }, (_, index) => rows[index]?.name ?? null);
+        const [deleted] = await connection.execute<ResultSetHeader>(this.sql.deleteLocked(size), names);
         return { commit: true, result: deleted.affectedRows };
       }),
     );
