@@ -182,6 +182,13 @@ for (const kind of ['postgres', 'mysql'] as const) {
         }
         expect(await hasCleanupIndex(admin, isolation)).toBe(false);
       });
+
+      it('adds the clean-up’s index at start-up once the account may create indexes, needing no other privilege', async () => {
+        const { username } = new URL((account.database.dataSourceOptions(isolation) as { url: string }).url);
+        await admin.query(`GRANT INDEX ON \`${isolation}\` TO '${username}'@'127.0.0.1'`);
+        await (await createLockApp(account.database, isolation)).close();
+        expect(await hasCleanupIndex(admin, isolation)).toBe(true);
+      });
     }
 
     if (kind !== 'postgres') return;

@@ -36,7 +36,7 @@ export function mysqlNames(tableName: string): MysqlNames {
  * there the table is created whole, and a Django table is refused at start-up.
  */
 export function mysqlSchemaStatements(tableName: string, server: MysqlServer): string[] {
-  const { table, sequence, counter, index } = mysqlNames(tableName);
+  const { table, sequence, counter } = mysqlNames(tableName);
   const columns = `name varchar(255) NOT NULL PRIMARY KEY,
       locked_by varchar(255) NULL,
       lock_process integer NULL,
@@ -50,7 +50,7 @@ export function mysqlSchemaStatements(tableName: string, server: MysqlServer): s
       `ALTER TABLE ${table}
         ADD COLUMN IF NOT EXISTS owner varchar(36) NOT NULL DEFAULT (UUID()),
         ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT (NEXT VALUE FOR ${sequence})`,
-      `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (locked_until)`,
+      ...mysqlIndexStatements(tableName, server),
     ];
   }
   return [
@@ -61,7 +61,19 @@ export function mysqlSchemaStatements(tableName: string, server: MysqlServer): s
       owner varchar(36) NOT NULL,
       fencing_token bigint NOT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin`,
-    // MySQL has no CREATE INDEX IF NOT EXISTS: the catalog picks the statement, for a table of an earlier version too.
+    ...mysqlIndexStatements(tableName, server),
+  ];
+}
+
+/**
+ * The index the clean-up finds expired rows by, part of `mysqlSchemaStatements`; on its own, it is what
+ * a table of an earlier version lacks. Idempotent: MySQL has no CREATE INDEX IF NOT EXISTS, so there the
+ * catalog picks the statement.
+ */
+function mysqlIndexStatements(tableName: string, server: MysqlServer): string[] {
+  const { table, index } = mysqlNames(tableName);
+  if (server === 'mariadb') return [`CREATE INDEX IF NOT EXISTS ${index} ON ${table} (locked_until)`];
+  return [
     `SET @lockmgr_index = IF(EXISTS(SELECT 1 FROM information_schema.STATISTICS
         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${tableName}' AND INDEX_NAME = '${unquoted(index)}'),
       'DO 0', 'CREATE INDEX ${index} ON ${table} (locked_until)')`,
@@ -130,8 +142,11 @@ export async function ensureMysqlTable(pool: Pool, tableName: string, server: My
       throw new Error(`Waited ${SCHEMA_LOCK_SECONDS} seconds for another instance to create the lock table "${tableName}"; it never finished.`);
     }
     try {
-      if ((await schemaState(connection, tableName, server)).complete) return;
-      for (const statement of mysqlSchemaStatements(tableName, server)) await connection.query(statement);
+      const state = await schemaState(connection, tableName, server);
+      if (state.complete) return;
+      // A usable table gets only its index: no other DDL, which would need more privileges than INDEX.
+      const statements = state.usable ? mysqlIndexStatements(tableName, server) : mysqlSchemaStatements(tableName, server);
+      for (const statement of statements) await connection.query(statement);
     } finally {
       await connection.execute('DO RELEASE_LOCK(:name)', schemaLock);
     }
