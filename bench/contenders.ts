@@ -14,6 +14,8 @@ import { BenchDatabase, createBenchApp, POSTGRES_URL, REDIS_URL } from './bench-
 export interface Contender {
   label: string;
   pair(worker: number): Promise<void>;
+  /** Work the contender does beside its pairs, during its own slices only, until `end` (a `performance.now()`). */
+  beside?(end: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -139,4 +141,55 @@ export async function decoratorContenders(concurrency: number): Promise<[Contend
       close: async () => undefined,
     },
   ];
+}
+
+/** Locks that pairs leave to expire: one for every `EXPIRING_EVERY` pairs, as apps leave some to their lease. */
+const EXPIRING_EVERY = 10;
+
+export interface CleanupContenderOptions {
+  /** Milliseconds between clean-ups during the contender's slices; undefined: none. */
+  cleanupEveryMs?: number;
+  /** Live locks in the table, which a clean-up without the index reads through. */
+  liveLocks: number;
+  /** Drop the index on locked_until, as for an account that may not create it. */
+  withoutIndex?: boolean;
+}
+
+/**
+ * `LockService` pairs on MariaDB, every tenth pair also taking a lock left to expire, on a table holding
+ * `liveLocks` live locks; with the clean-up task's work (`cleanLocks`) beside them every `cleanupEveryMs`.
+ */
+export async function cleanupContender(
+  label: string,
+  tableName: string,
+  concurrency: number,
+  { cleanupEveryMs, liveLocks, withoutIndex = false }: CleanupContenderOptions,
+): Promise<Contender> {
+  // One more connection than workers, for the clean-up, in every contender alike.
+  const app = await createBenchApp('mariadb', { tableName, poolSize: concurrency + 1 });
+  const dataSource = app.get(DataSource);
+  await dataSource.query(
+    `INSERT INTO ${tableName} (name, owner, locked_by, lock_process, locked_until, created_at, updated_at)
+     SELECT CONCAT('live-', seq), UUID(), 'bench', 0, UTC_TIMESTAMP(6) + INTERVAL 1 HOUR, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)
+     FROM seq_1_to_${liveLocks}`,
+  );
+  if (withoutIndex) await dataSource.query(`DROP INDEX ${tableName}_locked_until ON ${tableName}`);
+  await dataSource.query(`ANALYZE TABLE ${tableName}`);
+  const pairs = new Array<number>(concurrency).fill(0);
+  return {
+    label,
+    pair: async (worker) => {
+      const lock = await app.locks.getLock(`worker-${worker}`, { expires: LEASE_SECONDS });
+      await app.locks.unlock(lock);
+      if (++pairs[worker] % EXPIRING_EVERY === 0) await app.locks.getLock(`expiring-${worker}-${pairs[worker]}`, { expires: 0.05 });
+    },
+    beside: async (end) => {
+      if (cleanupEveryMs === undefined) return;
+      while (performance.now() < end) {
+        await app.locks.cleanLocks();
+        await new Promise((resolve) => setTimeout(resolve, cleanupEveryMs));
+      }
+    },
+    close: () => app.close(),
+  };
 }

@@ -7,7 +7,16 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { createBenchApp, dropBenchTables, POSTGRES_URL, removeSqliteFile, usesTable, WAITS_APPLICATION_NAME } from './bench-app';
-import { Contender, decoratorContenders, LIMIT, limitContender, lockServiceContender, naivePortContender, redlockContender } from './contenders';
+import {
+  cleanupContender,
+  Contender,
+  decoratorContenders,
+  LIMIT,
+  limitContender,
+  lockServiceContender,
+  naivePortContender,
+  redlockContender,
+} from './contenders';
 import { measureInSlices, percentile } from './slices';
 import { WorkerProcess } from './worker-process';
 
@@ -18,6 +27,7 @@ const CONTENDED_MS = 5000;
 const CONTENDED_WARM_UP_MS = 1000;
 const LIVE_LOCKS = 100_000;
 const WAITS = 1000;
+const CLEANUP = { concurrency: 16, everyMs: 50, liveLocks: 10_000 };
 
 interface Row {
   measure: string;
@@ -155,6 +165,28 @@ async function grownTable(): Promise<{ grown: number; empty: number }> {
   }
 }
 
+/**
+ * Pairs per second on MariaDB while the clean-up runs often (every 50 ms, not once a minute) and finds
+ * expired rows among many live ones, against no clean-up: with the index on locked_until, and without it.
+ */
+async function cleanupCost(): Promise<{ none: number; indexed: number; unindexed: number }> {
+  const { concurrency, everyMs, liveLocks } = CLEANUP;
+  const none = await cleanupContender('no clean-up', 'bench_cleanup_none_lock', concurrency, { liveLocks });
+  const indexed = await cleanupContender('clean-up', 'bench_cleanup_lock', concurrency, { liveLocks, cleanupEveryMs: everyMs });
+  const unindexed = await cleanupContender('clean-up, no index', 'bench_cleanup_unindexed_lock', concurrency, {
+    liveLocks,
+    cleanupEveryMs: everyMs,
+    withoutIndex: true,
+  });
+  const contenders = [none, indexed, unindexed];
+  try {
+    const rates = await measureInSlices(contenders, concurrency, SLICES);
+    return { none: rates.get(none.label)!, indexed: rates.get(indexed.label)!, unindexed: rates.get(unindexed.label)! };
+  } finally {
+    for (const contender of contenders) await contender.close();
+  }
+}
+
 /** Many concurrent waits in one process: memory and connections they use. */
 async function manyWaits(): Promise<{ growthMb: number; listeners: number; poolConnections: number; acquired: number }> {
   const table = 'bench_waits_lock';
@@ -198,7 +230,7 @@ function table(): string {
 }
 
 /** The sections, in order; `npm run bench -- handoff contended` runs only those named. */
-const SECTIONS = ['uncontended', 'handoff', 'contended', 'decorator', 'table', 'waits'] as const;
+const SECTIONS = ['uncontended', 'handoff', 'contended', 'decorator', 'table', 'cleanup', 'waits'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -247,6 +279,15 @@ async function main(): Promise<void> {
     console.log('Table size');
     const { grown, empty } = await grownTable();
     row(`${format(LIVE_LOCKS)} live locks in the table (c=16)`, `${rate(grown)} against ${rate(empty)} empty`, `${times(grown / empty)} empty`, '≥ 0.9', grown / empty >= 0.9);
+  }
+
+  if (runs('cleanup')) {
+    console.log('Clean-up on MariaDB');
+    const { none, indexed, unindexed } = await cleanupCost();
+    const { concurrency, everyMs, liveLocks } = CLEANUP;
+    const setting = `c=${concurrency}, MariaDB, ${format(liveLocks)} live locks, every 10th pair leaves a lock to expire`;
+    row(`${setting}: clean-up every ${everyMs} ms`, `${rate(indexed)} against ${rate(none)} without`, `${times(indexed / none)} without`);
+    row(`${setting}: clean-up every ${everyMs} ms, no index on locked_until`, `${rate(unindexed)} against ${rate(none)} without`, `${times(unindexed / none)} without`);
   }
 
   if (runs('waits')) {

@@ -1,10 +1,11 @@
 import type { Contender } from './contenders';
 
-/** Pairs per second one contender completes in one slice, with `concurrency` workers. */
+/** Pairs per second one contender completes in one slice, with `concurrency` workers (and its work beside them). */
 async function runSlice(contender: Contender, concurrency: number, sliceMs: number): Promise<number> {
   const start = performance.now();
   const end = start + sliceMs;
   let pairs = 0;
+  const beside = contender.beside?.(end);
   await Promise.all(
     Array.from({ length: concurrency }, async (_, worker) => {
       while (performance.now() < end) {
@@ -13,6 +14,7 @@ async function runSlice(contender: Contender, concurrency: number, sliceMs: numb
       }
     }),
   );
+  await beside;
   return pairs / ((performance.now() - start) / 1000);
 }
 

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { createLockTableMigration, LockMgrModule } from '../lib';
 import { installEarlierDrawFunction } from './support/earlier-version';
-import { createLockApp, dropLockTable, LockApp, sleep, useLockApp } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, sleep, until, useLockApp } from './support/lock-app';
 import { RecordingLogger } from './support/recording-logger';
 import {
   describeEachDatabase,
@@ -232,6 +232,30 @@ for (const kind of ['postgres', 'mysql'] as const) {
       return;
     }
 
+    it('starts on a table of an earlier version, lacking the clean-up’s index it may not add, says so, and still cleans up', async () => {
+      await admin.query(`DROP INDEX \`${isolation}_locked_until\` ON \`${isolation}\``);
+      const { app, warnings } = await startLogging(account.database, isolation);
+      try {
+        await app.locks.getLock('expiring', { expires: 0.1 });
+        const live = await app.locks.getLock('live', { expires: 60 });
+        await until(async () => !(await app.locks.isLocked('expiring')));
+        expect(await app.locks.cleanLocks()).toBe(1);
+        expect(await app.locks.isLocked('live')).toBe(true);
+        expect(await app.locks.unlock(live)).toBe(true);
+      } finally {
+        await app.close();
+      }
+      expect(warnings).toContainEqual(expect.stringMatching(/has no index on locked_until, and this account may not create it: the clean-up .* reads the whole table/));
+      expect(await hasCleanupIndex(admin, isolation)).toBe(false);
+    });
+
+    it('adds the clean-up’s index at start-up once the account may create indexes, needing no other privilege', async () => {
+      const { username } = new URL((account.database.dataSourceOptions(isolation) as { url: string }).url);
+      await admin.query(`GRANT INDEX ON \`${isolation}\` TO '${username}'@'127.0.0.1'`);
+      await (await createLockApp(account.database, isolation)).close();
+      expect(await hasCleanupIndex(admin, isolation)).toBe(true);
+    });
+
     describe('on a table of an earlier version, whose owner default is UUID()', () => {
       const ownerOfRowWithoutOne = async (name: string) => {
         await admin.query(`INSERT INTO \`${isolation}\` (name, created_at, updated_at) VALUES (?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))`, [name]);
@@ -273,6 +297,59 @@ for (const kind of ['postgres', 'mysql'] as const) {
 
   });
 }
+
+/** Whether the MariaDB lock table has the index the clean-up finds expired rows by. */
+async function hasCleanupIndex(dataSource: DataSource, table: string): Promise<boolean> {
+  const indexes = await dataSource.query(
+    `SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'locked_until'`,
+    [table],
+  );
+  return indexes.length > 0;
+}
+
+describeOnDatabase(testDatabase('mysql'), 'The clean-up’s index on locked_until', (database) => {
+  const isolation = uniqueName('cleanup_index');
+  let admin: DataSource;
+
+  beforeAll(async () => (admin = await new DataSource(database.dataSourceOptions(isolation)).initialize()));
+  afterAll(async () => {
+    await admin?.destroy();
+    await dropLockTable(database, isolation);
+  });
+
+  const dropIndex = () => admin.query(`DROP INDEX \`${isolation}_locked_until\` ON \`${isolation}\``);
+
+  it('is created with the table, and added at start-up to a table of an earlier version that lacks it', async () => {
+    await (await createLockApp(database, isolation)).close();
+    expect(await hasCleanupIndex(admin, isolation)).toBe(true);
+    await dropIndex();
+    const app = await createLockApp(database, isolation);
+    try {
+      expect(await hasCleanupIndex(admin, isolation)).toBe(true);
+      await app.locks.unlock(await app.locks.getLock('after-upgrade'));
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('is added by the migration, run again under a new timestamp, to a table of an earlier version', async () => {
+    await dropIndex();
+    const migrationsTableName = `${isolation}_migrations`;
+    const migrated = new DataSource({
+      ...database.dataSourceOptions(isolation),
+      migrations: [createLockTableMigration({ tableName: isolation, timestamp: 1767225600000 })],
+      migrationsTableName,
+    });
+    await migrated.initialize();
+    try {
+      await migrated.runMigrations();
+      expect(await hasCleanupIndex(admin, isolation)).toBe(true);
+    } finally {
+      await migrated.query(`DROP TABLE IF EXISTS \`${migrationsTableName}\``);
+      await migrated.destroy();
+    }
+  });
+});
 
 describeOnDatabase(testDatabase('mysql'), 'Instances starting together on a missing table', (database) => {
   const isolation = uniqueName('startup_wait');

@@ -1,7 +1,7 @@
 import type { QueryRunner } from 'typeorm';
 import { LockDatabaseError } from '../../lib';
 import { LockApp, sleep, tableRows, until, useLockApp } from '../support/lock-app';
-import { describeEachDatabase, describeOnDatabase, testDatabase, TestDatabase, uniqueName } from '../support/test-databases';
+import { describeEachDatabase, describeOnDatabase, testDatabase, TestDatabase, uniqueName, withDataSourceOptions } from '../support/test-databases';
 
 const OPERATION_TIMEOUT = 1;
 /** How long the clean-up of an abandoned acquisition may take to be sure: the operation timeout and a margin. */
@@ -112,3 +112,36 @@ for (const kind of ['postgres', 'mysql'] as const) {
     });
   });
 }
+
+describeOnDatabase(testDatabase('mysql'), 'An acquisition held up on the server, on a data source that resets connections given back to the pool', (mariadb) => {
+  const isolation = uniqueName('held_up_reset');
+  let app: LockApp;
+
+  // resetOnRelease would clear the session's statement limits; one connection, so that the claim runs on one given back.
+  useLockApp(withDataSourceOptions(mariadb, { extra: { resetOnRelease: true } }), isolation, (started) => (app = started), {
+    operationTimeout: OPERATION_TIMEOUT,
+    poolSize: 1,
+  });
+
+  it('fails, and never commits later a lock that nobody owns', async () => {
+    await app.locks.unlock(await app.locks.getLock('warm-up'));
+    // Another session, at the server's default REPEATABLE READ, looks the free name up FOR UPDATE: it
+    // locks the gap the name would go in. The claim waits for that gap, while the releases of its
+    // abandoned owner token, under READ COMMITTED, find no row and wait for nothing.
+    const runner = app.dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      await runner.startTransaction();
+      await runner.query(`SELECT name FROM \`${isolation}\` WHERE name = 'held-up' FOR UPDATE`);
+      await expect(app.locks.tryLock('held-up')).rejects.toBeInstanceOf(LockDatabaseError);
+      // Past the last release of the abandoned owner token.
+      await sleep(SETTLE_MS + 1000);
+      await runner.commitTransaction();
+    } finally {
+      await runner.release();
+    }
+    await sleep(500);
+    expect(await app.locks.isLocked('held-up')).toBe(false);
+  });
+});

@@ -1,7 +1,7 @@
 import type { LoggerService, ModuleMetadata } from '@nestjs/common';
 import { Test, TestingModuleBuilder } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, QueryRunner } from 'typeorm';
 import { LockMgrModule, LockMgrModuleOptions, LockService } from '../../lib';
 import type { LockDialect } from '../../lib/dialects/lock-dialect';
 import { LOCK_DIALECT } from '../../lib/lockmgr.constants';
@@ -105,6 +105,35 @@ export async function dropLockTable(database: TestDatabase, isolation: string, t
 /** Rows in the lock table, expired or not: what a failed call must leave untouched. */
 export async function tableRows(app: LockApp, isolation: string): Promise<unknown[]> {
   return app.dataSource.query(`SELECT * FROM ${app.dataSource.driver.escape(isolation)} ORDER BY name`);
+}
+
+/** Another connection's open transaction, holding a row of the lock table until `letGo` commits it. */
+export interface HeldRow {
+  /** The connection holding the row (to ask the server about it). */
+  runner: QueryRunner;
+  letGo(): Promise<void>;
+}
+
+/**
+ * Locks the row of `name` (`SELECT … FOR UPDATE`) in a transaction on another connection of the app's
+ * data source, as a Django service's `get_lock` or an operator's query holds it.
+ */
+export async function holdRow(app: LockApp, table: string, name: string): Promise<HeldRow> {
+  const runner = app.dataSource.createQueryRunner();
+  await runner.connect();
+  await runner.startTransaction();
+  const placeholder = app.dataSource.options.type === 'postgres' ? '$1' : '?';
+  await runner.query(`SELECT name FROM ${app.dataSource.driver.escape(table)} WHERE name = ${placeholder} FOR UPDATE`, [name]);
+  return {
+    runner,
+    letGo: async () => {
+      try {
+        await runner.commitTransaction();
+      } finally {
+        await runner.release();
+      }
+    },
+  };
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

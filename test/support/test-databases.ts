@@ -73,6 +73,11 @@ export function testDatabase(kind: TestDatabase['kind']): TestDatabase {
   return testDatabases.find((database) => database.kind === kind)!;
 }
 
+/** `database` with its data source configured as an app may configure it: `options` added to (or replacing) its own. */
+export function withDataSourceOptions(database: TestDatabase, options: Partial<DataSourceOptions>): TestDatabase {
+  return { ...database, dataSourceOptions: (isolation) => ({ ...database.dataSourceOptions(isolation), ...options }) as DataSourceOptions };
+}
+
 /**
  * Starts `run` on every available database before the file's tests, all at the same time (each mostly
  * waits: for ticks, leases, processes), and gives each database's promise by its kind. A failure is

@@ -34,6 +34,9 @@ export function createMysqlPool(dataSource: DataSource, options: MysqlPoolOption
     namedPlaceholders: true,
     multipleStatements: false,
     enableKeepAlive: true,
+    // The session settings below are made once per connection: a reset on release would drop them after
+    // its first operation (READ COMMITTED, and the statement limits that keep an abandoned claim from committing late).
+    resetOnRelease: false,
   });
   if (typeof core.promise !== 'function') {
     throw new Error(

@@ -1,5 +1,5 @@
 /**
- * The two servers behind TypeORM's `mysql` and `mariadb` types. MariaDB (10.5+) has sequences and
+ * The two servers behind TypeORM's `mysql` and `mariadb` types. MariaDB (10.6+) has sequences and
  * INSERT … RETURNING, so an acquisition is one statement there; MySQL (8.0.17+) has neither, so it
  * takes a short transaction and draws fencing tokens from a one-row counter table.
  */
@@ -24,7 +24,7 @@ export async function detectMysqlServer(query: (sql: string) => Promise<{ versio
   const parts = (/^(\d+)\.(\d+)\.(\d+)/.exec(version) ?? []).slice(1).map(Number);
   const atLeast = (...wanted: number[]) => compare(parts, wanted) >= 0;
   if (/mariadb/i.test(version)) {
-    if (!atLeast(10, 5, 0)) throw new Error(`nestjs-lockmgr needs MariaDB 10.5 or later (for sequences and INSERT … RETURNING); the server is ${version}.`);
+    if (!atLeast(10, 6, 0)) throw new Error(`nestjs-lockmgr needs MariaDB 10.6 or later (for SKIP LOCKED, sequences and INSERT … RETURNING); the server is ${version}.`);
     return { server: 'mariadb', randomBytes: atLeast(10, 10, 0) };
   }
   if (!atLeast(8, 0, 17)) throw new Error(`nestjs-lockmgr needs MySQL 8.0.17 or later (for the utf8mb4_0900_bin collation); the server is ${version}.`);

@@ -64,6 +64,16 @@ export function mysqlStatements({ table, sequence, counter }: MysqlNames, server
     find: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND ${LIVE}`,
     findForUpdate: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND ${LIVE} FOR UPDATE`,
     list: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`,
-    deleteExpired: `DELETE FROM ${table} WHERE ${EXPIRED} LIMIT :limit`,
+    // The clean-up never waits for a row another transaction holds, live or expired (a live lock's row in an
+    // app's transaction, an expired row being taken over), and deletes only rows it has locked itself: a
+    // DELETE that searched the table would wait for such rows, holding those it had already deleted, and
+    // every acquirer of those names would wait too. The index on locked_until keeps the search among the
+    // expired rows; without it, the search reads the whole table, skipping what others hold.
+    lockExpired: `SELECT name FROM ${table} WHERE ${EXPIRED} LIMIT :limit FOR UPDATE SKIP LOCKED`,
+    // By primary key only: on a small table the optimizer would rather read every row, and wait for some.
+    // (The multi-table form, because only it takes an index hint.)
+    deleteLocked: (count: number) =>
+      `DELETE ${table} FROM ${table} FORCE INDEX (PRIMARY)
+        WHERE name IN (${Array.from({ length: count }, () => '?').join(', ')}) AND ${EXPIRED}`,
   };
 }

@@ -11,13 +11,19 @@ export interface MysqlNames {
   sequence: string;
   /** MySQL's source of fencing tokens. */
   counter: string;
+  /** The index on `locked_until` that the clean-up finds expired rows by. */
+  index: string;
 }
+
+/** A name of `mysqlNames` as the catalogs spell it. */
+const unquoted = (name: string) => name.slice(1, -1);
 
 export function mysqlNames(tableName: string): MysqlNames {
   return {
     table: `\`${tableName}\``,
     sequence: `\`${tableName}_fencing_token_seq\``,
     counter: `\`${tableName}_fencing_token\``,
+    index: `\`${tableName}_locked_until\``,
   };
 }
 
@@ -35,8 +41,11 @@ export function mysqlNames(tableName: string): MysqlNames {
 export function mysqlSchemaStatements(tableName: string, detected: DetectedMysqlServer, state?: MysqlSchemaState): string[] {
   const { table, sequence, counter } = mysqlNames(tableName);
   if (state && mysqlTableComplete(state)) {
-    // A table of an earlier version, complete but for the random owner default.
-    return ownerDefaultOutdated(detected, state.ownerDefault) ? [ownerDefaultStatement(table)] : [];
+    // A table of an earlier version, complete but for the clean-up's index or the random owner default.
+    return [
+      ...(state.index ? [] : mysqlIndexStatements(tableName, detected.server)),
+      ...(ownerDefaultOutdated(detected, state.ownerDefault) ? [ownerDefaultStatement(table)] : []),
+    ];
   }
   const columns = `name varchar(255) NOT NULL PRIMARY KEY,
       locked_by varchar(255) NULL,
@@ -53,6 +62,7 @@ export function mysqlSchemaStatements(tableName: string, detected: DetectedMysql
         ADD COLUMN IF NOT EXISTS fencing_token bigint NOT NULL DEFAULT (NEXT VALUE FOR ${sequence})`,
       // The migration, run again, also gives a table of an earlier version the random default.
       ...(!state && detected.randomBytes ? [ownerDefaultStatement(table)] : []),
+      ...mysqlIndexStatements(tableName, 'mariadb'),
     ];
   }
   return [
@@ -63,6 +73,25 @@ export function mysqlSchemaStatements(tableName: string, detected: DetectedMysql
       owner varchar(36) NOT NULL,
       fencing_token bigint NOT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=${MYSQL_TABLE_COLLATION.mysql}`,
+    ...mysqlIndexStatements(tableName, 'mysql'),
+  ];
+}
+
+/**
+ * The index the clean-up finds expired rows by, part of `mysqlSchemaStatements`; on its own, it is what
+ * a table of an earlier version lacks. Idempotent: MySQL has no CREATE INDEX IF NOT EXISTS, so there the
+ * catalog picks the statement.
+ */
+function mysqlIndexStatements(tableName: string, server: MysqlServer): string[] {
+  const { table, index } = mysqlNames(tableName);
+  if (server === 'mariadb') return [`CREATE INDEX IF NOT EXISTS ${index} ON ${table} (locked_until)`];
+  return [
+    `SET @lockmgr_index = IF(EXISTS(SELECT 1 FROM information_schema.STATISTICS
+        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${tableName}' AND INDEX_NAME = '${unquoted(index)}'),
+      'DO 0', 'CREATE INDEX ${index} ON ${table} (locked_until)')`,
+    'PREPARE lockmgr_index FROM @lockmgr_index',
+    'EXECUTE lockmgr_index',
+    'DEALLOCATE PREPARE lockmgr_index',
   ];
 }
 
@@ -78,6 +107,8 @@ export interface MysqlSchemaState {
   ownerDefault?: string | null;
   /** Whether this account sees the sequence (MariaDB) or counter table (MySQL) that tokens are drawn from. */
   tokenSource: boolean;
+  /** Whether the table has the index on `locked_until` the clean-up finds expired rows by. */
+  index: boolean;
 }
 
 /**
@@ -92,8 +123,7 @@ function mysqlTableComplete(state: MysqlSchemaState): boolean {
 
 /** Reads the catalogs, which takes no lock that DDL or writes wait for. */
 async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string, server: MysqlServer): Promise<MysqlSchemaState> {
-  const { table, sequence, counter } = mysqlNames(tableName);
-  const unquoted = (name: string) => name.slice(1, -1);
+  const { table, sequence, counter, index } = mysqlNames(tableName);
   const [columns] = await connection.execute<RowDataPacket[]>(
     `SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS length, COLUMN_TYPE AS type, COLLATION_NAME AS collation,
         COLUMN_DEFAULT AS columnDefault
@@ -104,6 +134,10 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
     `SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :source`,
     { source: unquoted(server === 'mariadb' ? sequence : counter) },
   );
+  const [indexes] = await connection.execute<RowDataPacket[]>(
+    `SELECT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table AND INDEX_NAME = :index`,
+    { table: unquoted(table), index: unquoted(index) },
+  );
   const column = (name: string) => columns.find((row) => row.name === name);
   const name = column('name');
   return {
@@ -111,10 +145,11 @@ async function schemaState(connection: Pick<Pool, 'execute'>, tableName: string,
     name: name && { type: name.type, collation: name.collation, length: name.length },
     ownerDefault: column('owner')?.columnDefault,
     tokenSource: sources.length > 0,
+    index: indexes.length > 0,
   };
 }
 
-/** The error of either server when the account lacks a privilege on a table (here, ALTER). */
+/** The error of either server when the account lacks a privilege on a table (here, ALTER, or INDEX). */
 const ER_TABLEACCESS_DENIED_ERROR = 1142;
 
 /**
@@ -139,14 +174,18 @@ export async function ensureMysqlTable(pool: Pool, tableName: string, detected: 
     }
     try {
       const state = await schemaState(connection, tableName, detected.server);
-      for (const statement of mysqlSchemaStatements(tableName, detected, state)) await connection.query(statement);
+      const upgrade = mysqlTableComplete(state);
+      for (const statement of mysqlSchemaStatements(tableName, detected, state)) {
+        // A table of an earlier version lacks only what this version adds (the random owner default, the
+        // clean-up's index). An account that may not add one part may still be allowed the other, and
+        // keeps every guarantee either way: `inspectMysqlTable` says what is missing.
+        await connection.query(statement).catch((error) => {
+          if (!upgrade || (error as { errno?: number }).errno !== ER_TABLEACCESS_DENIED_ERROR) throw error;
+        });
+      }
     } finally {
       await connection.execute('DO RELEASE_LOCK(:name)', schemaLock);
     }
-  } catch (error) {
-    // A table of an earlier version lacks only the random owner default. An account that may not alter
-    // the table still gets every guarantee, and `inspectMysqlTable` says what it keeps.
-    if (!mysqlTableComplete(found) || (error as { errno?: number }).errno !== ER_TABLEACCESS_DENIED_ERROR) throw error;
   } finally {
     connection.destroy();
   }
@@ -170,6 +209,7 @@ export async function inspectMysqlTable(pool: Pool, tableName: string, detected:
   );
   if (!state.tokenSource) throw new Error(tokenSourceMessage(tableName, server));
   const warnings = [
+    state.index ? undefined : missingIndexWarning(tableName),
     ownerDefaultOutdated(detected, state.ownerDefault) ? outdatedOwnerDefaultWarning(tableName, table) : undefined,
     inexactCollationWarning(tableName, table, state.name!, server),
     // Django's rows exist only on MariaDB: MySQL refuses its table.
@@ -177,6 +217,14 @@ export async function inspectMysqlTable(pool: Pool, tableName: string, detected:
   ];
   for (const warning of warnings) if (warning) new Logger('LockMgrModule').warn(warning);
   return Number(state.name!.length ?? Number.MAX_SAFE_INTEGER);
+}
+
+/** An account that may not create the clean-up's index keeps every guarantee: the clean-up finds expired rows more slowly. */
+function missingIndexWarning(tableName: string): string {
+  return (
+    `The lock table "${tableName}" has no index on locked_until, and this account may not create it: the clean-up of expired locks ` +
+    'reads the whole table to find them. Start once with an account that may (the INDEX privilege is enough), or run the lock table migration.'
+  );
 }
 
 /** Why an account that cannot see the token source cannot take locks, and the grants it needs. */
