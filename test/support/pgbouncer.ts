@@ -1,9 +1,8 @@
-import { ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { Client } from 'pg';
+import { answering, freePort, unprivilegedUser } from './local-servers';
 import { POSTGRES_URL, testDatabase, TestDatabase } from './test-databases';
 
 /** A PgBouncer of the test file's own, in transaction mode, in front of the test PostgreSQL server. */
@@ -20,46 +19,6 @@ const INSTALL = 'apt-get install -y pgbouncer';
 function pgbouncerProgram(): string | undefined {
   const directories = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
   return directories.map((directory) => join(directory, 'pgbouncer')).find((path) => path.startsWith('/') && existsSync(path));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** PgBouncer refuses to run as root: as root, it runs as the postgres user. */
-function unprivilegedUser(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const entry = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .map((line) => line.split(':'))
-    .find(([name]) => name === 'postgres');
-  if (!entry) throw new Error('PgBouncer does not run as root, and there is no postgres user to run it as.');
-  return { uid: Number(entry[2]), gid: Number(entry[3]) };
-}
-
-async function started(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const giveUpAt = performance.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`PgBouncer exited with code ${child.exitCode}:\n${output()}`);
-    const client = new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-    try {
-      await client.connect();
-      await client.query('SELECT 1');
-      await client.end();
-      return;
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      if (performance.now() > giveUpAt) throw new Error(`PgBouncer did not answer within 10 s (${error}):\n${output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 }
 
 async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: () => Promise<void> }> {
@@ -98,7 +57,7 @@ async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: 
     rmSync(directory, { recursive: true, force: true });
   };
   try {
-    await started(url, child, () => output);
+    await answering('PgBouncer', url, child, () => output);
   } catch (error) {
     await stop();
     throw error;
