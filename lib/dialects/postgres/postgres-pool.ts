@@ -1,6 +1,7 @@
 import type { Client, ClientConfig, Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import { inTransaction, TransactionOutcome } from '../transaction';
+import { namedConnection } from './postgres-application-name';
 
 export interface PostgresPoolOptions {
   poolSize: number;
@@ -45,7 +46,7 @@ export function createPostgresPool(dataSource: DataSource, options: PostgresPool
     statement_timeout: halfTimeout,
     keepAlive: true,
   };
-  const pool = new driver.postgres.Pool({ ...connection, max: options.poolSize });
+  const pool = new driver.postgres.Pool(namedConnection({ ...connection, max: options.poolSize }, 'nestjs-lockmgr'));
   // An idle connection the server dropped must not crash the app; the next query reconnects.
   pool.on('error', () => undefined);
   return { pool, connection, createClient: (config) => new driver.postgres.Client(config) };
