@@ -3,6 +3,12 @@ import type { DataSource } from 'typeorm';
 import { inTransaction, TransactionOutcome } from '../transaction';
 import { namedConnection } from './postgres-application-name';
 
+/**
+ * How long a connection of the module's (of the lock pool, or the listener) stays open unused. Dozens of
+ * instances then keep no connection open for the lock module while they have nothing to lock.
+ */
+export const IDLE_CONNECTION_MS = 10_000;
+
 export interface PostgresPoolOptions {
   poolSize: number;
   /** Seconds an operation may take, connecting included. */

@@ -238,6 +238,7 @@ export class PostgresDialect implements LockDialect {
     const subscription = this.waiters.subscribe(name);
     const listener = this.listener;
     if (!listener?.available) return subscription;
+    const stopUsing = listener.use();
     // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
     const announce = async () => {
       await listener.listening();
@@ -249,7 +250,10 @@ export class PostgresDialect implements LockDialect {
     };
     return {
       sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
-      close: () => subscription.close(),
+      close: () => {
+        subscription.close();
+        stopUsing();
+      },
     };
   }
 
