@@ -52,7 +52,8 @@ export function createPostgresPool(dataSource: DataSource, options: PostgresPool
     statement_timeout: halfTimeout,
     keepAlive: true,
   };
-  const pool = new driver.postgres.Pool(namedConnection({ ...connection, max: options.poolSize }, 'nestjs-lockmgr'));
+  // Its size and idle time are the module's, whatever the app gave its own pool.
+  const pool = new driver.postgres.Pool(namedConnection({ ...connection, max: options.poolSize, min: 0, idleTimeoutMillis: IDLE_CONNECTION_MS }, 'nestjs-lockmgr'));
   // An idle connection the server dropped must not crash the app; the next query reconnects.
   pool.on('error', () => undefined);
   return { pool, connection, createClient: (config) => new driver.postgres.Client(config) };
