@@ -279,8 +279,8 @@ describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections
     expect(bursts.flatMap((burst) => burst.failures)).toEqual([]);
     const runsAt = new Map(rows.map((row) => [Number(row.tick), row.runs]));
     expect(ticks.map((tick) => [new Date(tick).toISOString(), runsAt.get(tick) ?? 0])).toEqual(ticks.map((tick) => [new Date(tick).toISOString(), 1]));
-    // Each instance: one connection of the app's pool, one of the lock pool (the burst queued on it), no listener.
+    // Each instance: one connection of the lock pool (the burst queued on it), no listener.
     const most = (role: Role) => Math.max(...[...watch.phases.values()].flatMap(({ byInstance }) => names.map((name) => byInstance.get(name)?.[role] ?? 0)));
-    expect({ app: most('app pool'), lock: most('lock pool'), listener: most('listener') }).toEqual({ app: 1, lock: 1, listener: 0 });
+    expect({ lock: most('lock pool'), listener: most('listener') }).toEqual({ lock: 1, listener: 0 });
   }, 60_000 + INSTANCES * 10_000);
 });

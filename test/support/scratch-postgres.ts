@@ -16,7 +16,7 @@ export type ServerSettings = Record<string, string | number>;
 
 const INSTALL = 'apt-get install -y postgresql';
 
-/** How long a stopping server may take to end its sessions before it is killed. */
+/** How long a stopping server may take to close its connections before it is killed. */
 const STOP_TIMEOUT_MS = 10_000;
 
 /** The server's programs: on the path, or where Debian installs them, the newest version first. */
@@ -58,7 +58,7 @@ async function startScratchPostgres(programs: { initdb: string; postgres: string
   const url = (database = 'postgres', role = 'postgres') => `postgres://${role}@127.0.0.1:${port}/${database}`;
   const stop = async () => {
     if (server.exitCode === null && server.signalCode === null) {
-      // Fast shutdown: open sessions are ended, not waited for.
+      // Fast shutdown: open connections are closed, not waited for.
       server.kill('SIGINT');
       const killer = setTimeout(() => server.kill('SIGKILL'), STOP_TIMEOUT_MS);
       await exited;

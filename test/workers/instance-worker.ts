@@ -1,15 +1,15 @@
 /**
  * One light instance of an app, as its own OS process: the app's TypeORM data source and the lock module
- * (a Nest application context, no HTTP server), a `@Cron` job under `@WithLock` that records each run in a
- * table through the app's own data source, and lock calls on command. It prints "ready <epoch ms>" once its
- * cron job is scheduled, and stops on SIGTERM.
+ * (a Nest application context, no HTTP server), the app's own work (a query a second on its own pool), a
+ * `@Cron` job under `@WithLock` that records each run in a table through the app's data source, and lock
+ * calls on command. It prints "ready <epoch ms>" once its cron job is scheduled, and stops on SIGTERM.
  *
  * Commands come as JSON lines on its standard input (`InstanceCommand`), each answered with a JSON line
  * (`InstanceReport`): a burst of concurrent `getLock`/`unlock` pairs at a given time; a wait for a lock
  * this instance holds itself (so that it needs its listener), until the command that ends it.
  */
 import { Injectable } from '@nestjs/common';
-import { Cron, ScheduleModule } from '@nestjs/schedule';
+import { Cron, Interval, ScheduleModule } from '@nestjs/schedule';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource } from 'typeorm';
@@ -61,14 +61,28 @@ async function burst(locks: LockService, instance: string, calls: number, at: nu
 
 async function main(settings: InstanceWorkerSettings): Promise<void> {
   @Injectable()
-  class TickJob {
+  class AppWork {
+    /** The app's queries, one at a time: a light app, as the connection budget assumes. */
+    private queries: Promise<unknown> = Promise.resolve();
+
     constructor(private readonly dataSource: DataSource) {}
+
+    private query(sql: string, parameters?: unknown[]): Promise<unknown> {
+      const result = this.queries.then(() => this.dataSource.query(sql, parameters));
+      this.queries = result.catch(() => undefined);
+      return result;
+    }
+
+    /** The app's own work, which keeps one connection of its pool open. */
+    @Interval(1000)
+    async work() {
+      await this.query('SELECT 1');
+    }
 
     @Cron(settings.schedule)
     @WithLock('tick', { expires: 30 })
     async tick() {
-      // The app's own work, one query at a time on the app's own pool.
-      await this.dataSource.query(`INSERT INTO ${settings.runsTable} (instance, clock, fencing_token) VALUES ($1, $2, $3)`, [
+      await this.query(`INSERT INTO ${settings.runsTable} (instance, clock, fencing_token) VALUES ($1, $2, $3)`, [
         settings.instance,
         Date.now(),
         LockContext.current().fencingToken,
@@ -76,7 +90,7 @@ async function main(settings: InstanceWorkerSettings): Promise<void> {
     }
   }
 
-  const app = await createWorkerApp(settings, { lockOptions: { lockedBy: settings.instance, ...settings.lockOptions }, metadata: { imports: [ScheduleModule.forRoot()], providers: [TickJob] } });
+  const app = await createWorkerApp(settings, { lockOptions: { lockedBy: settings.instance, ...settings.lockOptions }, metadata: { imports: [ScheduleModule.forRoot()], providers: [AppWork] } });
   app.enableShutdownHooks();
   const locks = app.get(LockService);
   const held = new Map<string, { lock: LockEntity; waiter: Promise<LockEntity> }>();
