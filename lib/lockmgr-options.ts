@@ -15,9 +15,9 @@ export interface LockMgrModuleOptions {
   ensureTable?: boolean;
   /**
    * Connections of the lock operations' own pool (PostgreSQL, MySQL). Default 1, so that dozens of instances
-   * fit one server's connections: calls beyond it queue for a connection, and one that cannot get it within
-   * `operationTimeout` fails with `LockDatabaseError`. Raise it for an instance that makes many lock calls at
-   * once (docs/deploying.md, "Connection budget").
+   * fit one server's connections: calls beyond it queue for a connection, and one that has not got it in time
+   * fails with `LockDatabaseError` (PostgreSQL: half of `operationTimeout`; MySQL: `operationTimeout`, the call
+   * included). Raise it for an instance that makes many lock calls at once (docs/deploying.md, "Connection budget").
    */
   poolSize?: number;
   /**
