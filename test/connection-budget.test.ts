@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { createLockTableMigration } from '../lib';
 import type { BurstReport, InstanceCommand, InstanceReport, InstanceWorkerSettings } from './workers/instance-worker';
 import { sleep, until } from './support/lock-app';
-import { Finished, ScriptProcess } from './support/processes';
+import { ScriptProcess } from './support/processes';
 import { describeOnScratchPostgres } from './support/scratch-postgres';
 
 /**
@@ -124,7 +124,7 @@ async function startInstances(url: string, names: string[], schedule: (name: str
   for (let first = 0; first < names.length; first += STARTING_AT_ONCE) {
     const batch = names.slice(first, first + STARTING_AT_ONCE).map((instance) => {
       const settings: InstanceWorkerSettings = {
-        // One query at a time on the app's own pool: a light app, and the test's assumption.
+        // Named, so that its connections and the lock module's are told apart.
         dataSourceOptions: { type: 'postgres', url, applicationName: instance },
         tableName: LOCK_TABLE,
         instance,
@@ -133,9 +133,9 @@ async function startInstances(url: string, names: string[], schedule: (name: str
         // Every module option at its default; the clean-up task too, as in an app that imports ScheduleModule.
         lockOptions: { cleanupInterval: 60 },
       };
-      const process = new ScriptProcess('workers/instance-worker.ts', [JSON.stringify(settings)], { input: true });
-      started.push(process);
-      return process;
+      const instanceProcess = new ScriptProcess('workers/instance-worker.ts', [JSON.stringify(settings)], { input: true });
+      started.push(instanceProcess);
+      return instanceProcess;
     });
     const ready = batch.map((instance) =>
       instance.line(/^ready \d+$/).then(
@@ -156,10 +156,10 @@ async function command<T extends InstanceReport>(instance: ScriptProcess, order:
 }
 
 /** Stops the instances and gives what each wrote on stderr, but for the cron library's warnings about late timers. */
-async function stopInstances(instances: ScriptProcess[]): Promise<{ exits: Finished[]; errors: string[][] }> {
+async function stopInstances(instances: ScriptProcess[]): Promise<string[][]> {
   for (const instance of instances) instance.kill('SIGTERM');
   const exits = await Promise.all(instances.map((instance) => instance.finished));
-  return { exits, errors: exits.map((exit) => exit.stderr.split('\n').filter((line) => line && !line.startsWith('[Cron]'))) };
+  return exits.map((exit) => exit.stderr.split('\n').filter((line) => line && !line.startsWith('[Cron]')));
 }
 
 describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections 100', { max_connections: 100 }, (server) => {
@@ -203,7 +203,7 @@ describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections
     const instances: ScriptProcess[] = [];
     let burst: BurstReport;
     let quietAtRest: Record<Role, number>;
-    let stopped: { errors: string[][] };
+    let errors: string[][];
     try {
       await startInstances(appUrl, ['busy', 'quiet'], (name) => (name === 'busy' ? '*/2 * * * * *' : '0 0 0 1 1 *'), instances);
       const [busy] = instances;
@@ -226,12 +226,12 @@ describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections
       await sleep(200);
     } finally {
       await watch.stop();
-      stopped = await stopInstances(instances);
+      errors = await stopInstances(instances);
     }
     console.log(`The connections of an instance with a job every 2 s (the most seen of each kind):\n${watch.table(['busy'])}`);
     console.log(`The connections of an instance whose job does not come due:\n${watch.table(['quiet'])}`);
 
-    expect(stopped.errors).toEqual([[], []]);
+    expect(errors).toEqual([[], []]);
     expect(burst.failures).toEqual([]);
     const phases = [...watch.phases.values()];
     // The lock pool never holds more than its one connection; a burst queues on it.
@@ -253,7 +253,7 @@ describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections
     let readyAt: number[] = [];
     let ticks: number[] = [];
     let bursts: BurstReport[] = [];
-    let stopped: { errors: string[][] };
+    let errors: string[][];
     try {
       readyAt = await startInstances(appUrl, names, () => '*/2 * * * * *', instances);
       const firstTick = Math.ceil((Math.max(...readyAt) + 1) / PERIOD_MS) * PERIOD_MS;
@@ -266,7 +266,7 @@ describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections
       bursts = await bursting;
     } finally {
       await watch.stop();
-      stopped = await stopInstances(instances);
+      errors = await stopInstances(instances);
     }
     const { rows } = await admin.query<{ tick: string; runs: number }>(
       `SELECT (clock / ${PERIOD_MS}) * ${PERIOD_MS} AS tick, count(*)::int AS runs FROM ${RUNS_TABLE} GROUP BY 1`,
@@ -274,12 +274,12 @@ describeOnScratchPostgres('Instances on one PostgreSQL server of max_connections
     const failures = bursts.flatMap((burst) => burst.failures);
     console.log(
       `${INSTANCES} instances, all ready ${Math.max(...readyAt) - startedAt} ms after the first was started; ` +
-        `the longest burst took ${Math.max(...bursts.map((burst) => burst.milliseconds))} ms, and ${failures.length} of its calls failed:\n` +
+        `the longest burst took ${Math.max(...bursts.map((burst) => burst.milliseconds))} ms; ${failures.length} lock calls of the bursts failed:\n` +
         `${watch.table(names)}`,
     );
 
     expect(failures).toEqual([]);
-    expect(stopped.errors).toEqual(names.map(() => []));
+    expect(errors).toEqual(names.map(() => []));
     const runsAt = new Map(rows.map((row) => [Number(row.tick), row.runs]));
     expect(ticks.map((tick) => [new Date(tick).toISOString(), runsAt.get(tick) ?? 0])).toEqual(ticks.map((tick) => [new Date(tick).toISOString(), 1]));
     // Each instance: one connection of the lock pool (the burst queued on it), no listener.

@@ -16,7 +16,8 @@ const URL_APPLICATION_NAME = /[?&]application_name=[^&#]*/;
  */
 export function namedConnection<T extends ClientConfig>(config: T, kind: ModuleConnection): T {
   const inUrl = config.connectionString?.match(URL_APPLICATION_NAME)?.[0];
-  const appName = inUrl !== undefined ? new URLSearchParams(inUrl.slice(1)).get('application_name') : (config.application_name ?? process.env.PGAPPNAME);
+  const appName =
+    inUrl !== undefined ? new URLSearchParams(inUrl.slice(1)).get('application_name') : (config.application_name ?? process.env.PGAPPNAME);
   const name = appName ? `${appName.slice(0, MAX_APPLICATION_NAME_LENGTH - kind.length - 3)} (${kind})` : kind;
   if (inUrl === undefined) return { ...config, application_name: name };
   const replaced = `${inUrl[0]}application_name=${encodeURIComponent(name)}`;

@@ -53,7 +53,9 @@ export function createPostgresPool(dataSource: DataSource, options: PostgresPool
     keepAlive: true,
   };
   // Its size and idle time are the module's, whatever the app gave its own pool.
-  const pool = new driver.postgres.Pool(namedConnection({ ...connection, max: options.poolSize, min: 0, idleTimeoutMillis: IDLE_CONNECTION_MS }, 'nestjs-lockmgr'));
+  const pool = new driver.postgres.Pool(
+    namedConnection({ ...connection, max: options.poolSize, min: 0, idleTimeoutMillis: IDLE_CONNECTION_MS }, 'nestjs-lockmgr'),
+  );
   // An idle connection the server dropped must not crash the app; the next query reconnects.
   pool.on('error', () => undefined);
   return { pool, connection, createClient: (config) => new driver.postgres.Client(config) };
