@@ -206,10 +206,10 @@ async function manyWaits(): Promise<{ growthMb: number; listeners: number; poolC
     }
     const { growth } = await waiter.request<{ growth: number }>({ type: 'measure' });
     const { rows: connections } = await client.query(
-      `SELECT count(*) FILTER (WHERE application_name = 'nestjs-lockmgr listener' AND query = $1)::int AS listeners,
-              count(*) FILTER (WHERE application_name = $2)::int AS pool
+      `SELECT count(*) FILTER (WHERE application_name = $2 AND query = $1)::int AS listeners,
+              count(*) FILTER (WHERE application_name = $3)::int AS pool
        FROM pg_stat_activity`,
-      [`LISTEN "${table}"`, WAITS_APPLICATION_NAME],
+      [`LISTEN "${table}"`, `${WAITS_APPLICATION_NAME} (nestjs-lockmgr listener)`, `${WAITS_APPLICATION_NAME} (nestjs-lockmgr)`],
     );
     await Promise.all(locks.map((lock) => holder.locks.unlock(lock)));
     const { acquired } = await waiter.request<{ acquired: number }>({ type: 'finish' });
@@ -295,7 +295,7 @@ async function main(): Promise<void> {
     const waits = await manyWaits();
     row(
       `${format(WAITS)} concurrent waits on distinct names`,
-      `RSS +${format(waits.growthMb, 1)} MB; ${waits.listeners} listening connection, ${waits.poolConnections} pool connections; ${waits.acquired} acquired after release`,
+      `RSS +${format(waits.growthMb, 1)} MB; ${waits.listeners} listening connection, ${waits.poolConnections} lock-pool connections; ${waits.acquired} acquired after release`,
       '',
       '< 50 MB, 1 listening connection',
       waits.growthMb < 50 && waits.listeners === 1 && waits.acquired === WAITS,

@@ -16,7 +16,12 @@ export interface LockMgrModuleOptions {
   cleanupInterval?: number;
   /** Create the lock table (or add the columns it lacks) at start-up. Default true. */
   ensureTable?: boolean;
-  /** Connections of the lock operations' own pool (PostgreSQL, MySQL). Default 10. */
+  /**
+   * Connections of the lock operations' own pool (PostgreSQL, MySQL). Default 1, so that dozens of instances
+   * fit one server's connections: calls beyond it queue for a connection, and one that has not got it in time
+   * fails with `LockDatabaseError` (PostgreSQL: half of `operationTimeout`; MySQL: `operationTimeout`, the call
+   * included). Raise it for an instance that makes many lock calls at once (docs/deploying.md, "Connection budget").
+   */
   poolSize?: number;
   /**
    * PostgreSQL: announce releases with LISTEN/NOTIFY, so a waiter in another process gets a released
@@ -99,7 +104,7 @@ export const DEFAULT_TABLE_NAME = 'lockmgr_lock';
 /** Checks the module options once, at start-up, so that a mistake stops the app with a message naming the option. */
 export function resolveLockMgrOptions(options: unknown, module = 'LockMgrModule'): ResolvedLockMgrOptions {
   const given = checkOptions<LockMgrModuleOptions>(options, `${module} options`, MODULE_OPTION_NAMES);
-  const poolSize = given.poolSize ?? 10;
+  const poolSize = given.poolSize ?? 1;
   if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 1000) {
     throw new RangeError(`${module} option poolSize must be an integer from 1 to 1000, got ${String(poolSize)}.`);
   }

@@ -1,5 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { LockedError } from '../lib';
+import { IDLE_CONNECTION_MS } from '../lib/dialects/postgres/postgres-pool';
 import type { HandoffWaiterReport, HandoffWaiterSettings } from './workers/handoff-waiter';
 import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
 import { runScript } from './support/processes';
@@ -26,8 +27,8 @@ describeOnDatabase(testDatabase('postgres'), 'Hand-off through LISTEN/NOTIFY', (
     return rows[0]?.waiting === true;
   }
 
-  async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
-    for (let tries = 0; tries < 300; tries++) {
+  async function until(condition: () => Promise<boolean>, what: string, tries = 300): Promise<void> {
+    for (let tried = 0; tried < tries; tried++) {
       if (await condition()) return;
       await sleep(20);
     }
@@ -80,6 +81,32 @@ describeOnDatabase(testDatabase('postgres'), 'Hand-off through LISTEN/NOTIFY', (
       const taken = await Promise.all(waits);
       expect(performance.now() - releasedAt).toBeLessThan((WAIT * 1000) / 2);
       taken.forEach((lock, i) => expect(lock.fencingToken).toBeGreaterThan(held[i].fencingToken));
+    } finally {
+      await waiterApp.close();
+    }
+  });
+
+  it('closes the listener once no wait has used it for a while, and listens again before the next wait sleeps', async () => {
+    const waiterApp = await createLockApp(database, isolation, { pollInterval: SLOW_POLL });
+    try {
+      const first = await holder.locks.getLock('idle-first', { expires: 0 });
+      const firstWait = waiterApp.locks.getLock('idle-first', { wait: WAIT });
+      await until(() => flagged('idle-first'), 'the first waiter flagged its lock');
+      expect(await listenerPids()).toHaveLength(1);
+      await holder.locks.unlock(first);
+      await waiterApp.locks.unlock(await firstWait);
+      await until(async () => (await listenerPids()).length === 0, 'the unused listener closed', (IDLE_CONNECTION_MS + 5000) / 20);
+
+      // The next wait opens it again: only its NOTIFY can hand this waiter the lock before its wait runs out.
+      const second = await holder.locks.getLock('idle-second', { expires: 0 });
+      const secondWait = waiterApp.locks.getLock('idle-second', { wait: WAIT });
+      await until(() => flagged('idle-second'), 'the second waiter flagged its lock');
+      expect(await listenerPids()).toHaveLength(1);
+      const releasedAt = performance.now();
+      await holder.locks.unlock(second);
+      const taken = await secondWait;
+      expect(performance.now() - releasedAt).toBeLessThan((WAIT * 1000) / 2);
+      expect(taken.fencingToken).toBeGreaterThan(second.fencingToken);
     } finally {
       await waiterApp.close();
     }

@@ -110,7 +110,7 @@ for (const server of PROXIED_SERVERS) describeOnDatabase(server.database, 'Datab
       await sleep(150);
       killed += await direct.dataSource.query(
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name IN ('', 'nestjs-lockmgr listener')
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name IN ('nestjs-lockmgr', 'nestjs-lockmgr listener')
            AND (query LIKE '%${isolation}%')`,
       ).then((rows: unknown[]) => rows.length);
     }

@@ -1,8 +1,8 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { Client } from 'pg';
+import { answering } from './local-servers';
 import { closedPort } from './tcp-proxy';
 import { POSTGRES_URL, testDatabase, TestDatabase } from './test-databases';
 import { unprivilegedUser } from './unprivileged-user';
@@ -21,24 +21,6 @@ const INSTALL = 'apt-get install -y pgbouncer';
 function pgbouncerProgram(): string | undefined {
   const directories = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
   return directories.map((directory) => join(directory, 'pgbouncer')).find((path) => path.startsWith('/') && existsSync(path));
-}
-
-async function started(url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const giveUpAt = performance.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`PgBouncer exited with code ${child.exitCode}:\n${output()}`);
-    const client = new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-    try {
-      await client.connect();
-      await client.query('SELECT 1');
-      await client.end();
-      return;
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      if (performance.now() > giveUpAt) throw new Error(`PgBouncer did not answer within 10 s (${error}):\n${output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 }
 
 async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: () => Promise<void> }> {
@@ -78,7 +60,7 @@ async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: 
     rmSync(directory, { recursive: true, force: true });
   };
   try {
-    await started(url, child, () => output);
+    await answering('PgBouncer', url, child, () => output);
   } catch (error) {
     await stop();
     throw error;

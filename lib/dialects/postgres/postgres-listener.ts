@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, ClientConfig } from 'pg';
+import { IDLE_CONNECTION_MS } from './postgres-pool';
 
 /** Reconnection backs off up to this, so a database that stays down is not hammered. */
 const MAX_RECONNECT_DELAY_MS = 5000;
@@ -15,8 +16,9 @@ class NotificationsUnavailable extends Error {}
 
 /**
  * The one connection per app that LISTENs for releases on PostgreSQL, shared by every wait. It is
- * opened by the first wait, and reopened by itself if the connection drops; after a reconnection
- * every waiter is woken, since releases announced during the gap were lost.
+ * opened by the first wait, and reopened by itself if the connection drops while waits use it; after a
+ * reconnection every waiter is woken, since releases announced during the gap were lost. Once no wait
+ * has used it for `IDLE_CONNECTION_MS`, it closes, and the next wait opens it again.
  */
 export class PostgresListener {
   private client?: Client;
@@ -24,6 +26,9 @@ export class PostgresListener {
   private reconnectDelayMs = 100;
   private reconnectTimer?: NodeJS.Timeout;
   private closed = false;
+  /** Waits under way that use the listener: it stays open while there is any. */
+  private users = 0;
+  private idleTimer?: NodeJS.Timeout;
   /** Whether a notification sent through the lock pool reached this connection; checked once. */
   private delivers?: boolean;
   /** Ends the check of the first connection early, at shutdown. */
@@ -44,6 +49,19 @@ export class PostgresListener {
   /** False once notifications were found not to arrive; waiters then poll. */
   get available(): boolean {
     return this.delivers !== false;
+  }
+
+  /** Keeps the listener open for a wait, until the function returned is called. */
+  use(): () => void {
+    this.users++;
+    clearTimeout(this.idleTimer);
+    let used = true;
+    return () => {
+      if (!used) return;
+      used = false;
+      this.users--;
+      this.closeWhenIdle();
+    };
   }
 
   /** Resolves once this app is listening; shared by concurrent callers. */
@@ -113,15 +131,32 @@ export class PostgresListener {
     }
     this.client = client;
     this.reconnectDelayMs = 100;
+    // Opened for a wait that has ended meanwhile, or at start-up behind a pooler, for the check.
+    this.closeWhenIdle();
+  }
+
+  private closeWhenIdle(): void {
+    if (this.users > 0 || this.closed) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      const client = this.client;
+      // Still connecting: the connection, once open, sets the timer again.
+      if (this.users > 0 || !client) return;
+      this.client = undefined;
+      this.connecting = undefined;
+      client.end().catch(() => undefined);
+    }, IDLE_CONNECTION_MS);
   }
 
   private dropped(client: Client): void {
     if (this.client !== client || this.closed) return;
     this.client = undefined;
     this.connecting = undefined;
+    // With no wait to serve, the next wait connects.
+    if (this.users === 0) return;
     const reconnect = () => {
       this.reconnectTimer = undefined;
-      if (this.closed) return;
+      if (this.closed || this.users === 0) return;
       this.listening().then(this.onGap, () => {
         this.reconnectDelayMs = Math.min(MAX_RECONNECT_DELAY_MS, this.reconnectDelayMs * 2);
         this.reconnectTimer = setTimeout(reconnect, this.reconnectDelayMs);
@@ -134,6 +169,7 @@ export class PostgresListener {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.idleTimer);
     this.stopCheck?.();
     await this.connecting?.catch(() => undefined);
     const client = this.client;

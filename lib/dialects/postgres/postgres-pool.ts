@@ -1,6 +1,13 @@
 import type { Client, ClientConfig, Pool, PoolClient, PoolConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import { inTransaction, TransactionOutcome } from '../transaction';
+import { namedConnection } from './postgres-application-name';
+
+/**
+ * How long a connection of the module's (of the lock pool, or the listener) stays open unused. Dozens of
+ * instances then keep no connection open for the lock module while they have nothing to lock.
+ */
+export const IDLE_CONNECTION_MS = 10_000;
 
 export interface PostgresPoolOptions {
   poolSize: number;
@@ -45,7 +52,10 @@ export function createPostgresPool(dataSource: DataSource, options: PostgresPool
     statement_timeout: halfTimeout,
     keepAlive: true,
   };
-  const pool = new driver.postgres.Pool({ ...connection, max: options.poolSize });
+  // Its size and idle time are the module's, whatever the app gave its own pool.
+  const pool = new driver.postgres.Pool(
+    namedConnection({ ...connection, max: options.poolSize, min: 0, idleTimeoutMillis: IDLE_CONNECTION_MS }, 'nestjs-lockmgr'),
+  );
   // An idle connection the server dropped must not crash the app; the next query reconnects.
   pool.on('error', () => undefined);
   return { pool, connection, createClient: (config) => new driver.postgres.Client(config) };

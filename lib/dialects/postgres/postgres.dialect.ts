@@ -7,6 +7,7 @@ import { AcquireRequest, AcquireResult, HolderInfo, LockDialect, ReleaseWaiting,
 import { holderOf, recordFromRow } from '../lock-row';
 import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
+import { namedConnection } from './postgres-application-name';
 import { PostgresListener } from './postgres-listener';
 import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
 import { advisoryClassId, ensurePostgresTable, inspectPostgresTable, postgresNames } from './postgres.schema';
@@ -77,7 +78,7 @@ export class PostgresDialect implements LockDialect {
       const { statement_timeout: _, ...session } = this.postgres.connection;
       this.listener = new PostgresListener(
         this.postgres.createClient,
-        { ...session, ...(options.listenUrl && { connectionString: options.listenUrl }), application_name: 'nestjs-lockmgr listener' },
+        namedConnection({ ...session, ...(options.listenUrl && { connectionString: options.listenUrl }) }, 'nestjs-lockmgr listener'),
         this.channel,
         (name) => waiters.wake(name),
         () => waiters.wakeAll(),
@@ -237,6 +238,7 @@ export class PostgresDialect implements LockDialect {
     const subscription = this.waiters.subscribe(name);
     const listener = this.listener;
     if (!listener?.available) return subscription;
+    const stopUsing = listener.use();
     // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
     const announce = async () => {
       await listener.listening();
@@ -248,7 +250,10 @@ export class PostgresDialect implements LockDialect {
     };
     return {
       sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
-      close: () => subscription.close(),
+      close: () => {
+        subscription.close();
+        stopUsing();
+      },
     };
   }
 
