@@ -1,4 +1,4 @@
-import { createLockApp, dropLockTable, LockApp } from './support/lock-app';
+import { createLockApp, useHeldLock } from './support/lock-app';
 import { runCommand } from './support/processes';
 import { CERTIFICATE_USER, startTlsPostgres, TlsPostgres } from './support/tls-postgres';
 import { describeOnDatabase, MYSQL_URL, POSTGRES_URL, testDatabase, TestDatabase, uniqueName } from './support/test-databases';
@@ -8,19 +8,6 @@ const withQuery = (url: string, query: string) => `${url}${url.includes('?') ? '
 
 /** `list --json` on `table` of `url`. */
 const list = (url: string, table: string) => runCommand(['list', '--json', '--table', table, '--url', url]);
-
-/** The lock app of a `describe` block, with one lock held, so that a command that connects has something to list. */
-function useHeldLock(database: TestDatabase, isolation: string): void {
-  let app: LockApp;
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-    await app.locks.getLock('held', { expires: 600 });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
-}
 
 describeOnDatabase(testDatabase('mysql'), 'nestjs-lockmgr given a URL that asks for TLS, of a server without TLS,', () => {
   const isolation = uniqueName('command_tls');

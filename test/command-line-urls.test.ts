@@ -1,9 +1,9 @@
 import { DataSource } from 'typeorm';
 import { LockEntity } from '../lib';
-import { createLockApp, dropLockTable, LockApp } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, useHeldLock } from './support/lock-app';
 import { runCommand } from './support/processes';
 import { closedPort, TcpProxy } from './support/tcp-proxy';
-import { describeOnDatabase, MYSQL_URL, POSTGRES_URL, testDatabase, TestDatabase, uniqueName } from './support/test-databases';
+import { describeOnDatabase, MYSQL_URL, POSTGRES_URL, testDatabase, uniqueName } from './support/test-databases';
 
 const PASSWORD = 'S3cret-Pa55';
 
@@ -87,20 +87,6 @@ describe('nestjs-lockmgr, before it connects, refuses a URL it would not follow 
     expect(finished.stderr).not.toContain(PASSWORD);
   });
 });
-
-/** A lock app on `database`, holding the lock `held`, for the commands of a `describe` block to find. */
-function useHeldLock(database: TestDatabase, isolation: string): () => LockApp {
-  let app: LockApp;
-  beforeAll(async () => {
-    app = await createLockApp(database, isolation);
-    await app.locks.getLock('held', { expires: 600 });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await dropLockTable(database, isolation);
-  });
-  return () => app;
-}
 
 /** The command through a relay listening on `::1`, the IPv6 loopback, to the server of `url`. */
 async function throughIpv6(url: string, run: (ipv6Url: string) => Promise<string[]>): Promise<string[]> {

@@ -88,6 +88,16 @@ export function useLockApps(
   });
 }
 
+/** A lock app for a `describe` block, holding the lock `held`: something for a command that connects to find. */
+export function useHeldLock(database: TestDatabase, isolation: string): () => LockApp {
+  let holder: LockApp;
+  useLockApp(database, isolation, async (app) => {
+    holder = app;
+    await app.locks.getLock('held', { expires: 600 });
+  });
+  return () => holder;
+}
+
 /**
  * Drops what a test file created: a lock table with its fencing-token sequence or counter, or the
  * SQLite file named after `isolation` when the table is named so too.
