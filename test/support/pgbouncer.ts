@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { answering } from './local-servers';
+import { answering, describeWithOwnServer } from './local-servers';
 import { closedPort } from './tcp-proxy';
 import { POSTGRES_URL, testDatabase, TestDatabase } from './test-databases';
 import { unprivilegedUser } from './unprivileged-user';
@@ -79,33 +79,10 @@ async function startPgbouncer(program: string): Promise<{ pooler: Pooler; stop: 
  * where every suite must run: there it fails.
  */
 export function describeBehindPgbouncer(title: string, suite: (pooler: () => Pooler) => void): void {
-  const postgres = testDatabase('postgres');
-  const program = pgbouncerProgram();
-  if (!program && process.env.CI === 'true') {
-    describe(title, () => {
-      it('needs pgbouncer', () => {
-        throw new Error(`pgbouncer is not installed; under CI=true its suites must run. Install it with: ${INSTALL}`);
-      });
-    });
-    return;
-  }
-  if (!program || !postgres.available) {
-    if (!program) console.warn(`pgbouncer is not installed: "${title}" is SKIPPED. Install it with: ${INSTALL}`);
-    describe.skip(title, () => suite(() => undefined as never));
-    return;
-  }
-  let running: { pooler: Pooler; stop: () => Promise<void> } | undefined;
-  describe(title, () => {
-    beforeAll(async () => {
-      running = await startPgbouncer(program);
-    });
-    suite(() => {
-      if (!running) throw new Error('PgBouncer did not start.');
-      return running.pooler;
-    });
-    // After the suite's own clean-up, which may still go through the pooler.
-    afterAll(async () => {
-      await running?.stop();
-    });
-  });
+  describeWithOwnServer(
+    title,
+    { needs: 'pgbouncer', install: INSTALL, program: pgbouncerProgram(), start: startPgbouncer, stop: (running) => running.stop() },
+    (running) => suite(() => running().pooler),
+    !testDatabase('postgres').available,
+  );
 }

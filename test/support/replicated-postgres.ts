@@ -1,6 +1,7 @@
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeWithOwnServer } from './local-servers';
 import { killServerIn, PostgresServer, postgresPrograms } from './postgres-server';
 import { TcpProxy } from './tcp-proxy';
 import { unprivilegedUser } from './unprivileged-user';
@@ -162,28 +163,17 @@ export class ReplicatedPostgres {
  * is skipped, saying so, except under CI=true, where every suite must run: there it fails.
  */
 export function describeWithReplication(title: string, suite: (cluster: () => ReplicatedPostgres) => void): void {
-  const programs = postgresPrograms();
-  if (!programs) {
-    const message = `PostgreSQL's server programs (initdb, pg_basebackup) are not installed in /usr/lib/postgresql`;
-    if (process.env.CI === 'true') {
-      describe(title, () => it('needs PostgreSQL', () => { throw new Error(`${message}; under CI=true its suites must run. Install them with: ${INSTALL}`); }));
-    } else {
-      console.warn(`${message}: "${title}" is SKIPPED. Install them with: ${INSTALL}`);
-      describe.skip(title, () => suite(() => undefined as never));
-    }
-    return;
-  }
-  let cluster: ReplicatedPostgres | undefined;
-  describe(title, () => {
-    beforeAll(async () => {
-      cluster = await ReplicatedPostgres.start(programs);
-    }, 60_000);
-    suite(() => {
-      if (!cluster) throw new Error('The PostgreSQL primary did not start.');
-      return cluster;
-    });
-    afterAll(async () => {
-      await cluster?.close();
-    }, 60_000);
-  });
+  describeWithOwnServer(
+    title,
+    {
+      needs: 'PostgreSQL (initdb, pg_basebackup)',
+      install: INSTALL,
+      program: postgresPrograms(),
+      start: (programs) => ReplicatedPostgres.start(programs),
+      stop: (cluster) => cluster.close(),
+      startTimeoutMs: 60_000,
+      stopTimeoutMs: 60_000,
+    },
+    suite,
+  );
 }

@@ -1,6 +1,7 @@
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeWithOwnServer } from './local-servers';
 import { PostgresServer, postgresPrograms } from './postgres-server';
 import { unprivilegedUser } from './unprivileged-user';
 
@@ -43,31 +44,17 @@ async function startScratchPostgres(programs: string, settings: ServerSettings):
  * so, except under CI=true, where every suite must run: there it fails.
  */
 export function describeOnScratchPostgres(title: string, settings: ServerSettings, suite: (server: () => ScratchPostgres) => void): void {
-  const programs = postgresPrograms();
-  if (!programs && process.env.CI === 'true') {
-    describe(title, () => {
-      it('needs the PostgreSQL server programs', () => {
-        throw new Error(`initdb and postgres are not installed; under CI=true their suites must run. Install them with: ${INSTALL}`);
-      });
-    });
-    return;
-  }
-  if (!programs) {
-    console.warn(`initdb and postgres are not installed: "${title}" is SKIPPED. Install them with: ${INSTALL}`);
-    describe.skip(title, () => suite(() => undefined as never));
-    return;
-  }
-  let running: ScratchPostgres | undefined;
-  describe(title, () => {
-    beforeAll(async () => {
-      running = await startScratchPostgres(programs, settings);
-    }, 60_000);
-    suite(() => {
-      if (!running) throw new Error('The scratch PostgreSQL server did not start.');
-      return running;
-    });
-    afterAll(async () => {
-      await running?.stop();
-    }, 30_000);
-  });
+  describeWithOwnServer(
+    title,
+    {
+      needs: 'PostgreSQL (initdb and postgres)',
+      install: INSTALL,
+      program: postgresPrograms(),
+      start: (programs) => startScratchPostgres(programs, settings),
+      stop: (server) => server.stop(),
+      startTimeoutMs: 60_000,
+      stopTimeoutMs: 30_000,
+    },
+    suite,
+  );
 }
