@@ -25,6 +25,17 @@ interface Place {
 /** Complaints a test ends with: what a user would have seen go wrong, when `right` is false. */
 const unless = (right: boolean, seen: string): string[] => (right ? [] : [seen]);
 
+/** The most turns the other processes took in a row before one of `contender`'s own, counting from the start. */
+function mostOvertaken(turns: Array<{ contender: number }>, contender: number): number {
+  let most = 0;
+  let inARow = 0;
+  for (const turn of turns) {
+    if (turn.contender !== contender) inARow++;
+    else [most, inARow] = [Math.max(most, inARow), 0];
+  }
+  return most;
+}
+
 describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (database) => {
   const isolation = uniqueName('fair');
   const workerDatabase: WorkerDatabase = { dataSourceOptions: database.dataSourceOptions(isolation), tableName: isolation };
@@ -187,29 +198,37 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
     expect(await places('try')).toEqual([]);
   });
 
-  it('lets no process starve while four of them keep taking the lock for 3 s', async () => {
+  it('lets no process starve while four of them keep taking the lock for 3 s: between two turns of one, each other takes it at most twice', async () => {
     const contenders = waiters.slice(0, 4);
     // All start together, once each has the command.
     const from = Date.now() + 200;
     for (const contender of contenders) contender.send({ contend: 'busy', seconds: 10, holdMs: 20, from, until: from + 3000 } satisfies FairWaiterCommand);
     const outcomes = await Promise.all(contenders.map((contender) => nextReport(contender, 'busy', 'contended')));
 
-    const waits = outcomes.map((outcome) => outcome.waits);
-    const timedOut = outcomes.map((outcome) => outcome.timedOut);
-    const sections = waits.reduce((sum, each) => sum + each.length, 0);
-    const equalShare = sections / contenders.length;
-    const meanWait = waits.flat().reduce((sum, wait) => sum + wait, 0) / sections;
-    const longestWait = Math.max(...waits.flat());
-    const complaints = [
-      ...waits.flatMap((each, index) =>
-        unless(each.length >= equalShare / 2, `process ${index + 1} took the lock ${each.length} times of ${sections}, under half an equal share (${equalShare})`),
-      ),
-      ...unless(longestWait <= 10 * meanWait, `one wait took ${Math.round(longestWait)} ms, over 10 times the mean wait (${Math.round(meanWait)} ms)`),
-      ...timedOut.flatMap((count, index) => unless(count === 0, `process ${index + 1} gave up ${count} times after waiting 10 s`)),
-    ];
-    const figures = waits.map(
-      (each, index) => `process ${index + 1}: ${each.length} sections, longest wait ${Math.round(Math.max(0, ...each))} ms, ${timedOut[index]} waits ran out`,
+    // Fencing tokens put every process's turns in the order the database granted them.
+    const turns = outcomes
+      .flatMap(({ sections }, index) => sections.map(({ fencingToken }) => ({ contender: index + 1, fencingToken })))
+      .sort((one, other) => one.fencingToken - other.fencingToken);
+    const equalShare = turns.length / contenders.length;
+    const meanWaitMs = outcomes.flatMap(({ sections }) => sections).reduce((sum, { waitedMs }) => sum + waitedMs, 0) / turns.length;
+    const overtakingLimit = 2 * (contenders.length - 1);
+    const figures = outcomes.map(({ sections, timedOut }, index) => ({
+      contender: index + 1,
+      turns: sections.length,
+      overtaken: mostOvertaken(turns, index + 1),
+      longestWaitMs: Math.round(Math.max(0, ...sections.map(({ waitedMs }) => waitedMs))),
+      timedOut,
+    }));
+    const complaints = figures.flatMap(({ contender, turns: taken, overtaken, longestWaitMs, timedOut }) => [
+      ...unless(taken >= equalShare / 2, `process ${contender} took the lock ${taken} times of ${turns.length}, under half an equal share (${equalShare})`),
+      ...unless(overtaken <= overtakingLimit, `process ${contender} saw the others take the lock ${overtaken} times in a row while it waited`),
+      ...unless(longestWaitMs <= 10 * meanWaitMs, `process ${contender} once waited ${longestWaitMs} ms, over 10 times the mean wait (${Math.round(meanWaitMs)} ms)`),
+      ...unless(timedOut === 0, `process ${contender} gave up ${timedOut} times after waiting 10 s`),
+    ]);
+    const summary = figures.map(
+      ({ contender, turns: taken, overtaken, longestWaitMs, timedOut }) =>
+        `process ${contender}: ${taken} turns, overtaken ${overtaken} times in a row at most, longest wait ${longestWaitMs} ms, ${timedOut} waits ran out`,
     );
-    expect(complaints.length === 0 ? [] : [...complaints, ...figures]).toEqual([]);
+    expect(complaints.length === 0 ? [] : [...complaints, ...summary]).toEqual([]);
   });
 });

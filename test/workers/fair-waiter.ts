@@ -20,14 +20,20 @@ export type FairWaiterCommand =
   | { contend: string; seconds: number; holdMs: number; from: number; until: number }
   | { stop: true };
 
+/** One acquisition in a `contend` command: its fencing token, which orders it among every process's, and how long it waited. */
+export interface ContendedSection {
+  fencingToken: number;
+  waitedMs: number;
+}
+
 /** What became of a command, for the lock it named. */
 export type FairWaiterReport = { lock: string } & (
   | { event: 'acquired'; fencingToken: number }
   | { event: 'released' }
   /** A wait that ended without the lock: `error` is the name of the error it rejected with. */
   | { event: 'failed'; error: string; message: string }
-  /** How long each acquisition of a `contend` command waited, in ms, and how many waits ran out. */
-  | { event: 'contended'; waits: number[]; timedOut: number }
+  /** Each acquisition of a `contend` command, in order, and how many of its waits ran out. */
+  | { event: 'contended'; sections: ContendedSection[]; timedOut: number }
 );
 
 const report = (message: FairWaiterReport | { ready: true }) => process.stdout.write(`${JSON.stringify(message)}\n`);
@@ -46,13 +52,13 @@ async function waitFor(locks: LockService, name: string, seconds: number, holdMs
 
 async function contend(locks: LockService, command: Extract<FairWaiterCommand, { contend: string }>): Promise<void> {
   await sleep(Math.max(0, command.from - Date.now()));
-  const waits: number[] = [];
+  const sections: ContendedSection[] = [];
   let timedOut = 0;
   while (Date.now() < command.until) {
     const askedAt = performance.now();
     try {
       const lock = await locks.getLock(command.contend, { wait: command.seconds });
-      waits.push(performance.now() - askedAt);
+      sections.push({ fencingToken: lock.fencingToken, waitedMs: performance.now() - askedAt });
       await sleep(command.holdMs);
       await locks.unlock(lock);
     } catch (error) {
@@ -60,7 +66,7 @@ async function contend(locks: LockService, command: Extract<FairWaiterCommand, {
       timedOut++;
     }
   }
-  report({ lock: command.contend, event: 'contended', waits, timedOut });
+  report({ lock: command.contend, event: 'contended', sections, timedOut });
 }
 
 async function main(settings: WorkerDatabase): Promise<void> {
