@@ -116,7 +116,7 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
     await app.locks.unlock(held);
     await allServed;
 
-    const outOfTurn = tokens.slice(1).flatMap((_, index) => {
+    const outOfTurn = waiters.slice(1).flatMap((_, index) => {
       const [earlier, later] = [index + 1, index + 2];
       return unless(served.indexOf(earlier) < served.indexOf(later), `waiter ${later} got the lock before waiter ${earlier}`);
     });
