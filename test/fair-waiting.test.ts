@@ -72,7 +72,7 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
     try {
       await until(async () => (await places(name)).length === place, 5000);
     } catch (error) {
-      throw new Error(`Waiter ${place} took no place in the queue of "${name}" within 5 s of asking for the lock: ${(error as Error).message}`);
+      throw new Error(`Waiter ${place} has no place in the queue of "${name}" after asking for the lock: ${(error as Error).message}`);
     }
   }
 
