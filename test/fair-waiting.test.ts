@@ -5,7 +5,7 @@ import { ScriptProcess } from './support/processes';
 import { describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
 import type { WorkerDatabase } from './support/worker-app';
 
-/** Each process renews its waiters' places this often; a place lapses this long after its last renewal. */
+/** As documented (docs/api.md, waiting): each process renews its waiters' places this often; a place lapses this long after its last renewal. */
 const RENEWAL_MS = 500;
 const LAPSE_MS = 2000;
 /** Room for round trips and a busy machine, over the longest a behaviour may take. */
