@@ -36,9 +36,6 @@ const UNDELIVERED_WARNING =
 /** Attempts, in all, of an acquisition that keeps meeting a holder its snapshot does not show (see `acquire`). */
 const ACQUIRE_ATTEMPTS = 3;
 
-/** The place of a caller served before every waiter in the queue. */
-const AHEAD_OF_THE_QUEUE = 0;
-
 /** Whether a failed acquisition's holder still holds the lock by the database's clock, as it read it. */
 function isLive(holder: HolderInfo | null): boolean {
   return holder !== null && (holder.secondsLeft === null || holder.secondsLeft > 0);
@@ -79,11 +76,8 @@ export class PostgresDialect implements LockDialect {
     this.postgres = createPostgresPool(dataSource, options);
     this.pool = this.postgres.pool;
     this.queue = new PostgresQueue(
-      async (tickets) => (await this.run(this.pool, 'renewPlaces', [tickets, PLACE_LAPSE_SECONDS])).rows,
-      async (ticket) => {
-        const { rows } = await this.run(this.pool, 'leave', [ticket, this.notifyChannel]);
-        return rows.length ? Number(rows[0].ticket) : null;
-      },
+      async (waiters) => (await this.run(this.pool, 'renewPlaces', [waiters, PLACE_LAPSE_SECONDS])).rows,
+      async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.notifyChannel])).rows[0]?.waiter ?? null,
     );
     if (options.notify) {
       // The listener only LISTENs: it needs no statement limit, which a pooler would refuse.
@@ -129,10 +123,10 @@ export class PostgresDialect implements LockDialect {
     return this.announcesReleases ? this.channel : null;
   }
 
-  /** A notice is "<ticket> <name>", for the waiter of that place, or " <name>", for every waiter of the name. */
+  /** A notice is "<waiter> <name>", for the waiter of that place, or " <name>", for every waiter of the name. */
   private noticed(notice: string): void {
     const space = notice.indexOf(' ');
-    if (space > 0) this.queue.wake(Number(notice.slice(0, space)));
+    if (space > 0) this.queue.wake(notice.slice(0, space));
     else if (space === 0) this.waiters.wake(notice.slice(1));
   }
 
@@ -169,8 +163,8 @@ export class PostgresDialect implements LockDialect {
     }
   }
 
-  /** One acquisition statement; `queued` when the name went to a waiter ahead of this caller. */
-  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor): Promise<{ result: AcquireResult; queued: boolean }> {
+  /** One acquisition statement; `queued` when the name went to a waiter ahead of this caller. Without `inLine`, it goes ahead of every waiter. */
+  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor, inLine = true): Promise<{ result: AcquireResult; queued: boolean }> {
     const { rows } = await this.run(executor, 'acquire', [
       request.name,
       request.owner,
@@ -179,6 +173,7 @@ export class PostgresDialect implements LockDialect {
       request.expires,
       this.advisoryClass,
       request.place ?? null,
+      inLine,
     ]);
     const [row] = rows;
     if (row.acquired) {
@@ -202,7 +197,7 @@ export class PostgresDialect implements LockDialect {
     const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.notifyChannel]);
     const [{ released, next }] = rows;
     // Waiters of this process hear at once, without the round trip of the notice.
-    if (released > 0 && next !== null) this.queue.wake(Number(next));
+    if (released > 0 && next !== null) this.queue.wake(next);
     else if (released > 0) this.waiters.wake(request.name);
     return released > 0;
   }
@@ -247,7 +242,7 @@ export class PostgresDialect implements LockDialect {
         let result: LockRecord | null = existing;
         if (action === 'create') {
           // setLock goes ahead of the queue, as django-lockmgr's set_lock, which knows none.
-          const { result: acquired } = await this.acquireOnce({ ...lock, place: AHEAD_OF_THE_QUEUE }, client);
+          const { result: acquired } = await this.acquireOnce(lock, client, false);
           if (!acquired.acquired) throw new Error(`Lock "${lock.name}" could not be created inside its own row lock.`);
           result = acquired.lock;
         } else if (action === 'extend') {
@@ -268,22 +263,22 @@ export class PostgresDialect implements LockDialect {
     // Without notices (they do not arrive, or the listener cannot connect yet) the place still counts, found by renewals.
     const announce = async () => {
       await listener?.listening().catch(() => undefined);
-      const { rows } = await this.run(this.pool, 'enqueue', [name, place.ticket ?? null, PLACE_LAPSE_SECONDS]);
+      // A wake-up may have ended the sleep while the listener connected, and the wait with it.
+      if (place.over) return 0;
+      const { rows } = await this.run(this.pool, 'enqueue', [name, place.waiter, PLACE_LAPSE_SECONDS]);
       const [row] = rows;
-      place.taken(Number(row.ticket));
+      place.taken();
       if (!row.held) return row.queued ? place.nextLook() : 0;
       place.flagged();
       // Wake when the lease ends too: an expiry announces nothing.
       return row.seconds_left === null ? Infinity : Math.max(0, row.seconds_left * 1000) + 1;
     };
     return {
-      get place() {
-        return place.ticket;
-      },
+      place: place.waiter,
       sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
       close: () => {
         subscription.close();
-        place.leave();
+        place.close();
         stopUsing?.();
       },
     };

@@ -149,7 +149,8 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
   // order, never a lock (waiters take a new place), so they are not written to the log.
   const queueStatements = [
     `CREATE UNLOGGED TABLE IF NOT EXISTS ${queue} (
-      ticket bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      waiter uuid PRIMARY KEY,
+      ticket bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
       name text NOT NULL,
       lapses_at timestamp with time zone NOT NULL
     )`,
