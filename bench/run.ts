@@ -17,35 +17,17 @@ import {
   naivePortContender,
   redlockContender,
 } from './contenders';
+import { ContendedRun, contendedReports, handoffLatencies } from './process-measures';
+import { format, rate, row, table, times } from './results-table';
 import { measureInSlices, percentile } from './slices';
 import { WorkerProcess } from './worker-process';
 
 const SLICES = { rounds: Number(process.env.BENCH_ROUNDS ?? 12), sliceMs: 300 };
 const HANDOFF_SAMPLES = { notify: 200, polling: 60 };
-const CONTENDED_PROCESSES = 8;
-const CONTENDED_MS = 5000;
-const CONTENDED_WARM_UP_MS = 1000;
+const CONTENDED: ContendedRun = { processes: 8, warmUpMs: 1000, durationMs: 5000 };
 const LIVE_LOCKS = 100_000;
 const WAITS = 1000;
 const CLEANUP = { concurrency: 16, everyMs: 50, liveLocks: 10_000 };
-
-interface Row {
-  measure: string;
-  result: string;
-  ratio: string;
-  target: string;
-  met?: boolean;
-}
-
-const rows: Row[] = [];
-const format = (value: number, digits = 0) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const rate = (value: number) => `${format(value)}/s`;
-const times = (value: number) => `${format(value, 2)} ×`;
-
-function row(measure: string, result: string, ratio = '', target = '', met?: boolean): void {
-  rows.push({ measure, result, ratio, target, met });
-  console.log(`  ${measure}: ${result} ${ratio} ${target} ${met === undefined ? '' : met ? 'met' : 'MISSED'}`);
-}
 
 const LOCK_SERVICE = 'LockService, PostgreSQL';
 const LOCK_SERVICE_QUIET = 'LockService, PostgreSQL, NOTIFY off';
@@ -87,44 +69,15 @@ async function uncontended(concurrency: number): Promise<Map<string, number>> {
 
 /** Release in one process, acquisition in another: how long the lock takes to change hands. */
 async function handoff(notify: boolean, samples: number): Promise<number[]> {
-  const mode = notify ? 'notify' : 'polling';
-  const table = usesTable('postgres', 'bench_handoff_lock');
-  const holder = new WorkerProcess('handoff-worker.js', [table, mode]);
-  const waiter = new WorkerProcess('handoff-worker.js', [table, mode]);
-  await Promise.all([holder.next(), waiter.next()]);
-  const latencies: number[] = [];
-  try {
-    for (let sample = -5; sample < samples; sample++) {
-      const name = `handoff-${mode}-${sample}`;
-      await holder.request({ type: 'acquire', name });
-      await waiter.request({ type: 'wait', name });
-      // Let the waiter fail its first attempt and settle into waiting.
-      await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 20));
-      const released = await holder.request<{ at: string }>({ type: 'release', name });
-      const acquired = await waiter.next<{ at: string }>();
-      if (sample >= 0) latencies.push(Number(BigInt(acquired.at) - BigInt(released.at)) / 1e6);
-    }
-  } finally {
-    await Promise.all([holder.stop(), waiter.stop()]);
-  }
+  const [latencies] = await handoffLatencies('handoff-worker.js', [usesTable('postgres', 'bench_handoff_lock'), notify ? 'notify' : 'polling'], samples);
   return latencies;
 }
 
 /** Several processes looping acquire → release on one name: critical sections per second. */
 async function contended(): Promise<number> {
   const table = usesTable('postgres', 'bench_contended_lock');
-  const workers = Array.from({ length: CONTENDED_PROCESSES }, () => new WorkerProcess('contended-worker.js', [table]));
-  await Promise.all(workers.map((worker) => worker.next()));
-  const run = (durationMs: number) =>
-    Promise.all(workers.map((worker) => worker.request<{ sections: number }>({ type: 'go', durationMs })));
-  try {
-    // Warmed up like the slices the limit is measured in: connections open, statements prepared, code compiled.
-    await run(CONTENDED_WARM_UP_MS);
-    const done = await run(CONTENDED_MS);
-    return done.reduce((sum, { sections }) => sum + sections, 0) / (CONTENDED_MS / 1000);
-  } finally {
-    await Promise.all(workers.map((worker) => worker.stop()));
-  }
+  const [reports] = await contendedReports<{ sections: number }>('contended-worker.js', [table], CONTENDED);
+  return reports.reduce((sum, { sections }) => sum + sections, 0) / (CONTENDED.durationMs / 1000);
 }
 
 /** A `@WithLock` method against the `withLock` call it makes: what the decorator adds. */
@@ -221,14 +174,6 @@ async function manyWaits(): Promise<{ growthMb: number; listeners: number; poolC
   }
 }
 
-function table(): string {
-  const lines = ['| Measure | Result | Ratio | Target | Met |', '|---|---|---|---|---|'];
-  for (const { measure, result, ratio, target, met } of rows) {
-    lines.push(`| ${measure} | ${result} | ${ratio} | ${target} | ${met === undefined ? '' : met ? 'yes' : '**no**'} |`);
-  }
-  return lines.join('\n');
-}
-
 /** The sections, in order; `npm run bench -- handoff contended` runs only those named. */
 const SECTIONS = ['uncontended', 'handoff', 'contended', 'decorator', 'table', 'cleanup', 'waits'] as const;
 
@@ -263,8 +208,8 @@ async function main(): Promise<void> {
     const sections = await contended();
     if (one) {
       const limitOne = one.get(LIMIT)!;
-      row(`${CONTENDED_PROCESSES} processes on one name`, `${rate(sections)} critical sections`, `${times(sections / limitOne)} limit c=1`, '≥ 0.25', sections / limitOne >= 0.25);
-    } else row(`${CONTENDED_PROCESSES} processes on one name`, `${rate(sections)} critical sections`);
+      row(`${CONTENDED.processes} processes on one name`, `${rate(sections)} critical sections`, `${times(sections / limitOne)} limit c=1`, '≥ 0.25', sections / limitOne >= 0.25);
+    } else row(`${CONTENDED.processes} processes on one name`, `${rate(sections)} critical sections`);
   }
 
   if (runs('decorator')) {
