@@ -17,6 +17,7 @@ import {
   naivePortContender,
   redlockContender,
 } from './contenders';
+import { designs } from './designs';
 import { ContendedRun, contendedReports, handoffLatencies } from './process-measures';
 import { format, rate, row, table, times } from './results-table';
 import { measureInSlices, percentile } from './slices';
@@ -175,7 +176,7 @@ async function manyWaits(): Promise<{ growthMb: number; listeners: number; poolC
 }
 
 /** The sections, in order; `npm run bench -- handoff contended` runs only those named. */
-const SECTIONS = ['uncontended', 'handoff', 'contended', 'decorator', 'table', 'cleanup', 'waits'] as const;
+const SECTIONS = ['uncontended', 'handoff', 'contended', 'designs', 'decorator', 'table', 'cleanup', 'waits'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -210,6 +211,11 @@ async function main(): Promise<void> {
       const limitOne = one.get(LIMIT)!;
       row(`${CONTENDED.processes} processes on one name`, `${rate(sections)} critical sections`, `${times(sections / limitOne)} limit c=1`, '≥ 0.25', sections / limitOne >= 0.25);
     } else row(`${CONTENDED.processes} processes on one name`, `${rate(sections)} critical sections`);
+  }
+
+  if (runs('designs')) {
+    console.log('Fair hand-off designs, pg alone: A addressed notify, B hand-over in the release');
+    await designs({ slices: SLICES, contended: CONTENDED, handoffSamples: HANDOFF_SAMPLES.notify });
   }
 
   if (runs('decorator')) {
