@@ -191,7 +191,9 @@ export class PostgresDialect implements LockDialect {
       };
       return { result: { acquired: true, lock }, queued: false };
     }
-    return { result: { acquired: false, holder: row.found ? holderOf(row) : null }, queued: row.queued };
+    const holder = row.found ? holderOf(row) : null;
+    // A name free for a waiter ahead has no holder whose lease to wait for: the waiter is told when its turn comes.
+    return { result: { acquired: false, holder: row.queued && !isLive(holder) ? null : holder }, queued: row.queued };
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
