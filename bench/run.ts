@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { createBenchApp, dropBenchTables, POSTGRES_URL, removeSqliteFile, usesTable, WAITS_APPLICATION_NAME } from './bench-app';
+import { BenchDatabase, createBenchApp, dropBenchTables, POSTGRES_URL, removeSqliteFile, usesTable, WAITS_APPLICATION_NAME } from './bench-app';
 import {
   cleanupContender,
   Contender,
@@ -41,6 +41,7 @@ const rows: Row[] = [];
 const format = (value: number, digits = 0) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const rate = (value: number) => `${format(value)}/s`;
 const times = (value: number) => `${format(value, 2)} ×`;
+const quantiles = (samples: number[]) => `${format(percentile(samples, 0.5), 2)} ms / ${format(percentile(samples, 0.99), 2)} ms`;
 
 function row(measure: string, result: string, ratio = '', target = '', met?: boolean): void {
   rows.push({ measure, result, ratio, target, met });
@@ -86,11 +87,11 @@ async function uncontended(concurrency: number): Promise<Map<string, number>> {
 }
 
 /** Release in one process, acquisition in another: how long the lock takes to change hands. */
-async function handoff(notify: boolean, samples: number): Promise<number[]> {
+async function handoff(database: BenchDatabase, notify: boolean, samples: number): Promise<number[]> {
   const mode = notify ? 'notify' : 'polling';
-  const table = usesTable('postgres', 'bench_handoff_lock');
-  const holder = new WorkerProcess('handoff-worker.js', [table, mode]);
-  const waiter = new WorkerProcess('handoff-worker.js', [table, mode]);
+  const table = usesTable(database, 'bench_handoff_lock');
+  const holder = new WorkerProcess('handoff-worker.js', [database, table, mode]);
+  const waiter = new WorkerProcess('handoff-worker.js', [database, table, mode]);
   await Promise.all([holder.next(), waiter.next()]);
   const latencies: number[] = [];
   try {
@@ -247,15 +248,18 @@ async function main(): Promise<void> {
 
   if (runs('handoff')) {
     console.log('Hand-off between processes');
-    const notified = await handoff(true, HANDOFF_SAMPLES.notify);
+    const notified = await handoff('postgres', true, HANDOFF_SAMPLES.notify);
     const [p50, p99] = [percentile(notified, 0.5), percentile(notified, 0.99)];
     row('hand-off with NOTIFY, p50 / p99', `${format(p50, 2)} ms / ${format(p99, 2)} ms`, '', '≤ 3 ms / ≤ 25 ms', p50 <= 3 && p99 <= 25);
     if (one) {
       const pairLatencyMs = 1000 / one.get(LOCK_SERVICE)!;
       row('hand-off p50 against one uncontended pair (c=1)', `pair ${format(pairLatencyMs, 2)} ms`, `${times(p50 / pairLatencyMs)} pair`, '≤ 5 ×', p50 <= 5 * pairLatencyMs);
     }
-    const polled = await handoff(false, HANDOFF_SAMPLES.polling);
-    row('hand-off polling only, p50 / p99', `${format(percentile(polled, 0.5), 2)} ms / ${format(percentile(polled, 0.99), 2)} ms`);
+    const polled = await handoff('postgres', false, HANDOFF_SAMPLES.polling);
+    row('hand-off polling only, p50 / p99', quantiles(polled));
+    for (const [database, label] of [['mariadb', 'MariaDB'], ['sqlite', 'SQLite']] as const) {
+      row(`hand-off on ${label}, polling only, p50 / p99`, quantiles(await handoff(database, false, HANDOFF_SAMPLES.polling)));
+    }
   }
 
   if (runs('contended')) {
