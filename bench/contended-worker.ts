@@ -1,6 +1,6 @@
 /**
  * An app instance in a process of its own that loops acquire → empty critical section → release on
- * one name, against the others, for as long as it is told.
+ * one name, against the others, for as long as it is told, timing each wait for the lock.
  */
 import { LockedError } from '../lib';
 import { createBenchApp } from './bench-app';
@@ -11,8 +11,9 @@ async function main(): Promise<void> {
   const app = await createBenchApp('postgres', { tableName, poolSize: 2 });
   serveMessages(async (message) => {
     const deadline = performance.now() + (message.durationMs as number);
-    let sections = 0;
+    const waits: number[] = [];
     while (performance.now() < deadline) {
+      const askedAt = performance.now();
       const lock = await app.locks
         .getLock('contended', { wait: 30, expires: 60, signal: AbortSignal.timeout(Math.max(1, Math.ceil(deadline - performance.now()))) })
         .catch((error: unknown) => {
@@ -20,10 +21,10 @@ async function main(): Promise<void> {
           throw error;
         });
       if (!lock) break;
+      waits.push(performance.now() - askedAt);
       await app.locks.unlock(lock);
-      sections++;
     }
-    return { type: 'done', sections };
+    return { type: 'done', waits };
   }, app.close);
   process.send!({ type: 'ready' });
 }

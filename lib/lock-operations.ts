@@ -88,7 +88,7 @@ export class LockOperations {
     try {
       for (let attempt = 0; ; attempt++) {
         // A token per attempt: the clean-up of a failed attempt must never release the lock of a later one.
-        const attemptRequest = attempt === 0 ? request : { ...request, owner: randomUUID() };
+        const attemptRequest = attempt === 0 ? request : { ...request, owner: randomUUID(), place: waiting?.place };
         const requestedAt = this.elapsed();
         const sentAt = performance.now();
         try {
@@ -164,7 +164,11 @@ export class LockOperations {
       released = kept !== null;
       keptUntil = kept?.lockedUntil ?? null;
     } else {
-      released = await this.database(action, name, this.dialect.release({ name, owner }));
+      const releasing = this.dialect.release({ name, owner });
+      // The caller hears that the release failed, but what it asked for still holds: the lock, if the
+      // database kept it, is let go by its owner token as soon as the database answers, not at the end of its lease.
+      if (owner !== null) releasing.catch(() => this.abandoned.abandon(name, owner));
+      released = await this.database(action, name, releasing);
     }
     if (released && lockChannels.released.hasSubscribers) {
       lockChannels.released.publish({

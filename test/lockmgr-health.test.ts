@@ -182,7 +182,7 @@ async function createOwnUser(database: TestDatabase, isolation: string, admin: D
   const reached: TestDatabase = { ...database, dataSourceOptions: () => ({ ...database.dataSourceOptions(isolation), url: url.toString() }) };
   if (database.kind === 'postgres') {
     await admin.query(`CREATE ROLE "${name}" LOGIN`);
-    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${isolation}" TO "${name}"`);
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${isolation}", "${isolation}_queue" TO "${name}"`);
     await admin.query(`GRANT USAGE ON SEQUENCE "${isolation}_fencing_token_seq" TO "${name}"`);
     return {
       name,

@@ -1,4 +1,4 @@
-import { createLockApp, dropLockTable, LockApp, until } from './support/lock-app';
+import { createLockApp, dropLockTable, LockApp, sleep, until } from './support/lock-app';
 import { describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
 
 /** Waiters here poll every 5 to 10 seconds: a wake-up that comes sooner is a hand-off, not a poll. */
@@ -45,6 +45,31 @@ describeOnDatabase(testDatabase('postgres'), 'Races of PostgreSQL lock operation
     } finally {
       await release.release();
     }
+  });
+
+  it('leaves no place in the queue behind waiters aborted at any moment, even while they take their place', async () => {
+    const held = await holder.locks.getLock('aborted', { expires: 60 });
+    const places = async () => {
+      const [{ count }] = await holder.dataSource.query(`SELECT count(*)::int AS count FROM "${isolation}_queue" WHERE name = 'aborted'`);
+      return count as number;
+    };
+    // Aborts spread over the first attempts, the taking of places and the sleeps after it, in three rounds.
+    for (let round = 0; round < 3; round++) {
+      const waits = Array.from({ length: 40 }, (_, index) =>
+        other.locks.getLock('aborted', { wait: 20, signal: AbortSignal.timeout(1 + index * 3 + round) }).then(
+          () => 'acquired',
+          (error: Error) => error.name,
+        ),
+      );
+      expect(new Set(await Promise.all(waits))).toEqual(new Set(['TimeoutError']));
+    }
+    // A place left behind would be renewed by its process for as long as it runs, and hold up every waiter.
+    await sleep(1000);
+    expect(await places()).toBe(0);
+    await holder.locks.unlock(held);
+    const startedAt = performance.now();
+    await other.locks.unlock(await other.locks.getLock('aborted', { wait: 20 }));
+    expect(performance.now() - startedAt).toBeLessThan(1000);
   });
 
   it('sets locks whose advisory keys collide, concurrently, without deadlocking', async () => {

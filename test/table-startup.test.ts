@@ -94,7 +94,7 @@ describeEachDatabase('Starting on a complete lock table', (database) => {
   });
 });
 
-/** A role or user that may only read and write the lock table (and, with `drawsTokens`, draw tokens); created and dropped by the test. */
+/** A role or user that may only read and write the lock table and its queue (and, with `drawsTokens`, draw tokens); created and dropped by the test. */
 interface LeastPrivilegeAccount {
   database: TestDatabase;
   drop(): Promise<void>;
@@ -108,7 +108,7 @@ async function leastPrivilegeAccount(database: TestDatabase, isolation: string, 
   if (database.kind === 'postgres') {
     await admin.query(`CREATE ROLE "${account}" LOGIN`);
     await admin.query(`REVOKE CREATE ON SCHEMA public FROM "${account}"`);
-    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${isolation}" TO "${account}"`);
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON "${isolation}", "${isolation}_queue" TO "${account}"`);
     if (drawsTokens) await admin.query(`GRANT USAGE ON SEQUENCE "${isolation}_fencing_token_seq" TO "${account}"`);
   } else {
     await admin.query(`CREATE USER '${account}'@'127.0.0.1'`);

@@ -78,6 +78,11 @@ export interface AcquireRequest {
   expires: number | null;
   lockedBy: string | null;
   lockProcess: number | null;
+  /**
+   * The caller's place among the waiters for `name` (`ReleaseWaiting.place`), where the store serves them
+   * in order: a free name goes to the first waiter, and a caller without a place comes after them all.
+   */
+  place?: string;
 }
 
 /** What a failed acquisition learns of the holder, so waiters can wake when the lease runs out. */
@@ -140,6 +145,8 @@ export type SetLocksResult = { steps: SetLockStep[] } | { conflict: LockRecord }
 
 /** A waiting acquirer's sleeps between attempts; `close` when the wait ends. */
 export interface ReleaseWaiting {
+  /** Its place among the waiters for the name, in a store that serves waiters in order (taken by its first sleep). */
+  readonly place?: string;
   /** Resolves when `name` may have been released (by any process), or after `timeoutMs`; rejects when `signal` aborts. */
   sleep(timeoutMs: number, signal?: AbortSignal): Promise<void>;
   close(): void;

@@ -30,6 +30,18 @@ describeEachDatabase('An acquisition its caller was told failed', (database) => 
 
   useLockApp(database, isolation, (started) => (app = started), { operationTimeout: OPERATION_TIMEOUT });
 
+  it('leaves no lock behind when a release fails before it reaches the database', async () => {
+    const lock = await app.locks.getLock('failed-release', { expires: 60 });
+    const spy = jest.spyOn(app.dialect, 'release').mockRejectedValueOnce(new Error('Connection terminated unexpectedly'));
+    try {
+      await expect(app.locks.unlock(lock)).rejects.toBeInstanceOf(LockDatabaseError);
+    } finally {
+      spy.mockRestore();
+    }
+    // Released by its owner token at once, not when its 60 s lease ends.
+    await until(async () => !(await app.locks.isLocked('failed-release')), 1000);
+  });
+
   it('leaves no lock behind when its answer is lost after the database took the lock', async () => {
     const spy = loseAnswer(app, 'acquire');
     try {

@@ -108,6 +108,9 @@ export class FaultyDialect implements LockDialect {
     this.openSubscriptions++;
     let closed = false;
     return {
+      get place() {
+        return waiting.place;
+      },
       sleep: (timeoutMs, signal) => this.call('sleep', [], () => waiting.sleep(timeoutMs, signal)),
       close: () => {
         if (!closed) this.openSubscriptions--;

@@ -5,8 +5,20 @@ const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
   EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
 
+/** A live place in the queue of waiters, by the database's clock. */
+const PLACED = 'lapses_at > clock_timestamp()';
+
+/**
+ * Whether a live place of the name `$1` comes before the caller's: `$7` its place (none: it comes after
+ * every place), `$8` false for a caller that goes ahead of the queue.
+ */
+function placesAhead(queue: string): string {
+  return `EXISTS (SELECT FROM ${queue} WHERE name = $1 AND $8::boolean AND ${PLACED}
+    AND ticket < coalesce((SELECT ticket FROM ${queue} WHERE waiter = $7::uuid), ${Number.MAX_SAFE_INTEGER}))`;
+}
+
 /** The statements of every lock operation, built once per table. */
-export function postgresStatements({ table, sequence }: PostgresNames) {
+export function postgresStatements({ table, sequence, queue }: PostgresNames) {
   return {
     // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
     // no other acquisition of the name can draw a token and be granted in between, so tokens of a
@@ -14,60 +26,98 @@ export function postgresStatements({ table, sequence }: PostgresNames) {
     // The token also carries the server's timeline, so it grows across a failover (see drawFencingToken).
     // A name seen held is left alone before any lock is taken, so a failed attempt only reads: it
     // takes no row lock (which would hold up the holder's release) and commits nothing.
+    // `$7` is the caller's place in the queue, if it has one, and `$8` whether the queue applies: a free
+    // name goes to the first live place, and its row stays flagged while places remain. The flag of a
+    // row taken over after its lease ended is kept: a waiter may have flagged it after this statement's
+    // snapshot, which then does not show the waiter's place.
     acquire: `WITH acquired AS (
-        INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
+        INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token, waiting)
         SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
-          clock.at, clock.at, ${drawFencingToken(sequence)}
+          clock.at, clock.at, ${drawFencingToken(sequence)},
+          EXISTS (SELECT FROM ${queue} WHERE name = $1 AND waiter IS DISTINCT FROM $7::uuid AND ${PLACED})
         FROM (
           SELECT pg_advisory_xact_lock($6::int, hashtext($1::varchar)), clock_timestamp() AS at
-          WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = $1 AND ${LIVE})
+          WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = $1 AND ${LIVE}) AND NOT ${placesAhead(queue)}
           OFFSET 0
         ) AS clock
         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_by = excluded.locked_by,
           lock_process = excluded.lock_process, locked_until = excluded.locked_until,
           created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token,
-          waiting = false
+          waiting = held.waiting OR excluded.waiting
         WHERE held.locked_until <= excluded.created_at
         RETURNING fencing_token, created_at, locked_until
+      ), served AS (
+        DELETE FROM ${queue} WHERE waiter = $7 AND EXISTS (SELECT FROM acquired)
       )
-      SELECT true AS acquired, fencing_token, created_at, locked_until, NULL AS locked_by, NULL::float8 AS seconds_left
+      SELECT true AS acquired, fencing_token, created_at, locked_until, NULL AS locked_by, NULL::float8 AS seconds_left,
+        true AS found, false AS queued
       FROM acquired
       UNION ALL
-      SELECT false, NULL, NULL, locked_until, locked_by, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8
-      FROM ${table} WHERE name = $1 AND NOT EXISTS (SELECT FROM acquired)`,
+      SELECT false, NULL, NULL, held.locked_until, held.locked_by, EXTRACT(EPOCH FROM held.locked_until - clock_timestamp())::float8,
+        held.name IS NOT NULL, ${placesAhead(queue)}
+      FROM (SELECT) AS one LEFT JOIN ${table} AS held ON held.name = $1
+      WHERE NOT EXISTS (SELECT FROM acquired)`,
     // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
-    // transactions, so a release that always notified would lose much of its throughput.
+    // transactions, so a release that always notified would lose much of its throughput. The notice is
+    // addressed to the first live place (payload "<waiter> <name>"), whose waiter alone tries again; a
+    // flagged row with no place in this statement's snapshot (the waiter flagged it after the snapshot
+    // was taken) is announced to every waiter of the name (payload " <name>").
     // A release does not wait for its commit to reach the disk (synchronous_commit off, for this
     // statement only): if the database crashed before the flush, the lock would stay held until its
     // lease ended, which delays others but never lets two hold it. The next acquisition's durable
     // commit flushes the release with it, since the log is written in order.
     release: `WITH released AS (
         DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2) RETURNING locked_until, waiting
+      ), next AS (
+        SELECT waiter FROM ${queue} WHERE name = $1 AND ${PLACED} AND EXISTS (SELECT FROM released WHERE waiting)
+        ORDER BY ticket LIMIT 1
       ), notified AS (
-        SELECT pg_notify($3::text, $1) FROM released WHERE waiting AND $3 IS NOT NULL
+        SELECT pg_notify($3::text, concat((SELECT waiter FROM next), ' ', $1)) FROM released WHERE waiting AND $3 IS NOT NULL
       )
       SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT count(*) FROM notified) AS notified,
-        set_config('synchronous_commit', 'off', true) AS synchronous_commit
+        (SELECT waiter FROM next) AS next, set_config('synchronous_commit', 'off', true) AS synchronous_commit
       FROM released`,
-    // Only the first waiter writes the flag; the others read, so a crowd of waiters costs no commits.
-    // Losing a flag in a crash only costs a NOTIFY (the waiter still polls), so it does not wait for the disk.
-    // The waiter already LISTENs. It gets a row (the lease to sleep on) only when the release of the row
-    // is sure to notify; otherwise no row, and it tries again at once. Every interleaving:
-    // - It flagged the row: the UPDATE ran on the newest version, after a renewal or a release in flight
-    //   had committed, so a later release reads the flag; a takeover only comes once the lease it reports ends.
-    // - It flagged nothing, but its snapshot shows the live row flagged: a flag stays until the row is
-    //   deleted (that release notifies, and commits after the snapshot, so after the LISTEN) or taken over
-    //   (once the reported lease has ended, when the waiter wakes anyway; a renewal only makes it wake early).
-    // - Otherwise the row was gone or expired in its snapshot, or changed after it: a release in flight
-    //   deleted it before reading any flag (so it notifies nobody), or another waiter flagged it first.
-    markWaiting: `WITH flagged AS (
-        UPDATE ${table} SET waiting = true WHERE name = $1::varchar AND ${LIVE} AND NOT waiting
+    // A waiter takes its place at the end of the queue (or renews it, if it has one: the waiter names its
+    // place, so a place whose answer was lost is found again), and flags the live row, so that its
+    // release notifies. The waiter already LISTENs. Every waiter writes the flag: the row lock orders it
+    // with the release. Either the release deletes the row after this commits, and reads the flag (with
+    // the place, or without it in its snapshot, then notifying every waiter); or it deleted the row
+    // first, and this finds no live row: the waiter tries again at once if no live place comes before
+    // its own, or shortly, once the next holder's row is there to flag.
+    // Losing a flag or a place in a crash only costs a NOTIFY (the waiter still polls), so neither waits for the disk.
+    enqueue: `WITH place AS (
+        INSERT INTO ${queue} (waiter, name, lapses_at) VALUES ($2::uuid, $1::varchar, clock_timestamp() + $3::float8 * interval '1 second')
+        ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at
+        RETURNING ticket
+      ), flagged AS (
+        UPDATE ${table} SET waiting = true WHERE name = $1 AND ${LIVE}
         RETURNING EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
       )
-      SELECT seconds_left, set_config('synchronous_commit', 'off', true) AS synchronous_commit FROM flagged
-      UNION ALL
-      SELECT EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8, NULL
-      FROM ${table} WHERE name = $1 AND ${LIVE} AND waiting AND NOT EXISTS (SELECT FROM flagged)`,
+      SELECT EXISTS (SELECT FROM flagged) AS held, (SELECT seconds_left FROM flagged) AS seconds_left,
+        EXISTS (SELECT FROM ${queue} WHERE name = $1 AND ticket < (SELECT ticket FROM place) AND ${PLACED}) AS queued,
+        set_config('synchronous_commit', 'off', true) AS synchronous_commit`,
+    // Each process renews its waiters' places in one statement, and learns which of them are first in
+    // line for a free name: a notice lost (or never sent, as when the waiter ahead died) delays them by
+    // one heartbeat at most. A place missing here was lost; its waiter takes a new one.
+    renewPlaces: `WITH kept AS (
+        UPDATE ${queue} SET lapses_at = clock_timestamp() + $2::float8 * interval '1 second' WHERE waiter = ANY($1::uuid[])
+        RETURNING waiter, ticket, name
+      )
+      SELECT waiter, NOT EXISTS (SELECT FROM ${table} WHERE name = kept.name AND ${LIVE})
+        AND NOT EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = kept.name AND ahead.ticket < kept.ticket AND ahead.${PLACED}) AS due
+      FROM kept`,
+    // A waiter that gives up leaves its place; if the name is free, the next live place is told at once,
+    // since the notice of the last release may have been addressed to the one leaving.
+    leave: `WITH gone AS (
+        DELETE FROM ${queue} WHERE waiter = $1::uuid RETURNING name
+      ), next AS (
+        SELECT place.waiter, place.name FROM gone JOIN ${queue} AS place ON place.name = gone.name AND place.${PLACED} AND place.waiter <> $1
+        WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = gone.name AND ${LIVE})
+        ORDER BY place.ticket LIMIT 1
+      ), notified AS (
+        SELECT pg_notify($2::text, concat(waiter, ' ', name)) FROM next WHERE $2 IS NOT NULL
+      )
+      SELECT waiter, (SELECT count(*) FROM notified) AS notified FROM next`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
@@ -81,7 +131,12 @@ export function postgresStatements({ table, sequence }: PostgresNames) {
     find: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = $1::varchar AND ${LIVE}`,
     findForUpdate: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = $1::varchar AND ${LIVE} FOR UPDATE`,
     list: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`,
-    deleteExpired: `DELETE FROM ${table} WHERE name IN (
+    // Places that lapsed go too: every statement already passes them over, this only frees their space.
+    deleteExpired: `WITH lapsed AS (
+        DELETE FROM ${queue} WHERE waiter IN (SELECT waiter FROM ${queue} WHERE lapses_at <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED)
+          AND lapses_at <= clock_timestamp()
+      )
+      DELETE FROM ${table} WHERE name IN (
         SELECT name FROM ${table} WHERE locked_until <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED
       ) AND locked_until <= clock_timestamp()`,
     // In the order of their keys, not of the names: two calls with names whose 32-bit keys collide would

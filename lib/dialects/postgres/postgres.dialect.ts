@@ -9,6 +9,7 @@ import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
 import { namedConnection } from './postgres-application-name';
 import { PostgresListener } from './postgres-listener';
+import { PLACE_LAPSE_SECONDS, PostgresQueue } from './postgres-queue';
 import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
 import { advisoryClassId, ensurePostgresTable, inspectPostgresTable, postgresNames } from './postgres.schema';
 import { postgresStatements } from './postgres-statements';
@@ -61,6 +62,7 @@ export class PostgresDialect implements LockDialect {
   private readonly sql: ReturnType<typeof postgresStatements>;
   /** Present when releases are announced with NOTIFY. */
   private readonly listener?: PostgresListener;
+  private readonly queue: PostgresQueue;
 
   constructor(
     dataSource: DataSource,
@@ -73,6 +75,10 @@ export class PostgresDialect implements LockDialect {
     this.sql = postgresStatements(names);
     this.postgres = createPostgresPool(dataSource, options);
     this.pool = this.postgres.pool;
+    this.queue = new PostgresQueue(
+      async (waiters) => (await this.run(this.pool, 'renewPlaces', [waiters, PLACE_LAPSE_SECONDS])).rows,
+      async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.notifyChannel])).rows[0]?.waiter ?? null,
+    );
     if (options.notify) {
       // The listener only LISTENs: it needs no statement limit, which a pooler would refuse.
       const { statement_timeout: _, ...session } = this.postgres.connection;
@@ -80,7 +86,7 @@ export class PostgresDialect implements LockDialect {
         this.postgres.createClient,
         namedConnection({ ...session, ...(options.listenUrl && { connectionString: options.listenUrl }) }, 'nestjs-lockmgr listener'),
         this.channel,
-        (name) => waiters.wake(name),
+        (notice) => this.noticed(notice),
         () => waiters.wakeAll(),
         (channel, payload) => this.pool.query('SELECT pg_notify($1, $2)', [channel, payload]),
         () => new Logger('LockMgrModule').warn(UNDELIVERED_WARNING),
@@ -112,6 +118,18 @@ export class PostgresDialect implements LockDialect {
     return this.options.tableName;
   }
 
+  /** The channel releases notify on, or null while notices do not reach waiters. */
+  private get notifyChannel(): string | null {
+    return this.announcesReleases ? this.channel : null;
+  }
+
+  /** A notice is "<waiter> <name>", for the waiter of that place, or " <name>", for every waiter of the name. */
+  private noticed(notice: string): void {
+    const space = notice.indexOf(' ');
+    if (space > 0) this.queue.wake(notice.slice(0, space));
+    else if (space === 0) this.waiters.wake(notice.slice(1));
+  }
+
   private run(executor: PostgresExecutor, name: keyof ReturnType<typeof postgresStatements>, values: unknown[]) {
     return runStatement(executor, this.prepared, this.options.tableName, name, this.sql[name], values);
   }
@@ -136,15 +154,17 @@ export class PostgresDialect implements LockDialect {
     for (let attempt = 1; ; attempt++) {
       // A Django transaction that deletes a name's expired row and inserts it again waits, in its trigger,
       // for the advisory lock of an acquisition that waits for that row: one of them is rolled back whole.
-      const result = await retryDeadlocks(() => this.acquireOnce(request, this.pool));
-      if (result.acquired || isLive(result.holder)) return result;
+      const { result, queued } = await retryDeadlocks(() => this.acquireOnce(request, this.pool));
+      if (result.acquired) this.queue.served(request.place);
+      if (result.acquired || queued || isLive(result.holder)) return result;
       const { rows } = await this.run(this.pool, 'find', [request.name]);
       if (rows.length) return { acquired: false, holder: holderOf(rows[0]) };
       if (attempt === ACQUIRE_ATTEMPTS) return { acquired: false, holder: null };
     }
   }
 
-  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor): Promise<AcquireResult> {
+  /** One acquisition statement; `queued` when the name went to a waiter ahead of this caller. Without `inLine`, it goes ahead of every waiter. */
+  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor, inLine = true): Promise<{ result: AcquireResult; queued: boolean }> {
     const { rows } = await this.run(executor, 'acquire', [
       request.name,
       request.owner,
@@ -152,35 +172,34 @@ export class PostgresDialect implements LockDialect {
       request.lockProcess,
       request.expires,
       this.advisoryClass,
+      request.place ?? null,
+      inLine,
     ]);
-    const row = rows[0];
-    if (row?.acquired) {
-      return {
-        acquired: true,
-        lock: {
-          name: request.name,
-          owner: request.owner,
-          fencingToken: Number(row.fencing_token),
-          lockedBy: request.lockedBy,
-          lockProcess: request.lockProcess,
-          lockedUntil: row.locked_until,
-          createdAt: row.created_at,
-          updatedAt: row.created_at,
-          secondsLeft: request.expires,
-        },
+    const [row] = rows;
+    if (row.acquired) {
+      const lock: LockRecord = {
+        name: request.name,
+        owner: request.owner,
+        fencingToken: Number(row.fencing_token),
+        lockedBy: request.lockedBy,
+        lockProcess: request.lockProcess,
+        lockedUntil: row.locked_until,
+        createdAt: row.created_at,
+        updatedAt: row.created_at,
+        secondsLeft: request.expires,
       };
+      return { result: { acquired: true, lock }, queued: false };
     }
-    return {
-      acquired: false,
-      holder: row ? holderOf(row) : null,
-    };
+    return { result: { acquired: false, holder: row.found ? holderOf(row) : null }, queued: row.queued };
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
-    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.announcesReleases ? this.channel : null]);
-    const released = rows[0].released > 0;
-    if (released) this.waiters.wake(request.name);
-    return released;
+    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.notifyChannel]);
+    const [{ released, next }] = rows;
+    // Waiters of this process hear at once, without the round trip of the notice.
+    if (released > 0 && next !== null) this.queue.wake(next);
+    else if (released > 0) this.waiters.wake(request.name);
+    return released > 0;
   }
 
   async renew(request: RenewRequest, executor: PostgresExecutor = this.pool): Promise<LockRecord | null> {
@@ -222,7 +241,8 @@ export class PostgresDialect implements LockDialect {
         if (action === 'fail') return { commit: false, result: { conflict: existing! } };
         let result: LockRecord | null = existing;
         if (action === 'create') {
-          const acquired = await this.acquireOnce(lock, client);
+          // setLock goes ahead of the queue, as django-lockmgr's set_lock, which knows none.
+          const { result: acquired } = await this.acquireOnce(lock, client, false);
           if (!acquired.acquired) throw new Error(`Lock "${lock.name}" could not be created inside its own row lock.`);
           result = acquired.lock;
         } else if (action === 'extend') {
@@ -236,23 +256,30 @@ export class PostgresDialect implements LockDialect {
 
   subscribe(name: string): ReleaseWaiting {
     const subscription = this.waiters.subscribe(name);
-    const listener = this.listener;
-    if (!listener?.available) return subscription;
-    const stopUsing = listener.use();
-    // Listen first, then flag the row, so the holder's release cannot slip between the two unannounced.
+    const listener = this.listener?.available ? this.listener : undefined;
+    const stopUsing = listener?.use();
+    const place = this.queue.join(subscription);
+    // Listen first, then take the place and flag the row, so the holder's release cannot slip between them unannounced.
+    // Without notices (they do not arrive, or the listener cannot connect yet) the place still counts, found by renewals.
     const announce = async () => {
-      await listener.listening();
-      const { rows } = await this.run(this.pool, 'markWaiting', [name]);
-      if (rows.length === 0) return 0;
-      const secondsLeft: number | null = rows[0].seconds_left;
+      await listener?.listening().catch(() => undefined);
+      // A wake-up may have ended the sleep while the listener connected, and the wait with it.
+      if (place.over) return 0;
+      const { rows } = await this.run(this.pool, 'enqueue', [name, place.waiter, PLACE_LAPSE_SECONDS]);
+      const [row] = rows;
+      place.taken();
+      if (!row.held) return row.queued ? place.nextLook() : 0;
+      place.flagged();
       // Wake when the lease ends too: an expiry announces nothing.
-      return secondsLeft === null ? Infinity : Math.max(0, secondsLeft * 1000) + 1;
+      return row.seconds_left === null ? Infinity : Math.max(0, row.seconds_left * 1000) + 1;
     };
     return {
+      place: place.waiter,
       sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
       close: () => {
         subscription.close();
-        stopUsing();
+        place.close();
+        stopUsing?.();
       },
     };
   }

@@ -13,9 +13,13 @@ export interface PostgresNames {
   drawFunction: string;
   /** The trigger's name, which PostgreSQL scopes to the table. */
   drawTrigger: string;
+  /** The table of waiters' places, which serves them in order (see `PostgresQueue`). */
+  queue: string;
+  /** Its index by name, which PostgreSQL scopes to the schema. */
+  queueIndex: string;
 }
 
-/** Quoted, schema-qualified names of the lock table, its fencing-token sequence and its trigger. */
+/** Quoted, schema-qualified names of the lock table, its fencing-token sequence, its trigger and its queue of waiters. */
 export function postgresNames(tableName: string, schema: string | undefined): PostgresNames {
   const prefix = schema ? `"${checkIdentifier(schema, 'the data source schema', 63)}".` : '';
   return {
@@ -23,6 +27,8 @@ export function postgresNames(tableName: string, schema: string | undefined): Po
     sequence: `${prefix}"${tableName}_fencing_token_seq"`,
     drawFunction: `${prefix}"${tableName}_draw_fencing_token"`,
     drawTrigger: `${tableName}_draw_fencing_token`,
+    queue: `${prefix}"${tableName}_queue"`,
+    queueIndex: `${tableName}_queue_name`,
   };
 }
 
@@ -44,11 +50,14 @@ export interface PostgresSchemaState {
   trigger: boolean;
   /** The trigger's function draws tokens as this version does (one of an earlier version draws them without the timeline). */
   drawFunction: boolean;
+  queue: boolean;
+  /** Whether this account may read and write the queue of waiters. */
+  queueUsable: boolean;
 }
 
 /**
  * One catalog read: `$1` schema (null: the current one), `$2` table name, `$3` quoted sequence, `$4` quoted table,
- * `$5` trigger, `$6` the trigger function's signature, `$7` the body it has in this version.
+ * `$5` trigger, `$6` the trigger function's signature, `$7` the body it has in this version, `$8` quoted queue.
  */
 const POSTGRES_SCHEMA_STATE = `SELECT
     ARRAY(SELECT column_name::text FROM information_schema.columns
@@ -58,11 +67,14 @@ const POSTGRES_SCHEMA_STATE = `SELECT
     to_regclass($3::text) IS NOT NULL AS sequence,
     coalesce(has_sequence_privilege(to_regclass($3::text), 'USAGE, UPDATE'), false) AS sequence_usable,
     EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger,
-    coalesce((SELECT prosrc = $7::text FROM pg_proc WHERE oid = to_regprocedure($6::text)), false) AS draw_function`;
+    coalesce((SELECT prosrc = $7::text FROM pg_proc WHERE oid = to_regprocedure($6::text)), false) AS draw_function,
+    to_regclass($8::text) IS NOT NULL AS queue,
+    coalesce(has_table_privilege(to_regclass($8::text), 'SELECT') AND has_table_privilege(to_regclass($8::text), 'INSERT')
+      AND has_table_privilege(to_regclass($8::text), 'UPDATE') AND has_table_privilege(to_regclass($8::text), 'DELETE'), false) AS queue_usable`;
 
 function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
   const names = postgresNames(tableName, schema);
-  return [schema ?? null, tableName, names.sequence, names.table, names.drawTrigger, `${names.drawFunction}()`, drawFunctionBody(names)];
+  return [schema ?? null, tableName, names.sequence, names.table, names.drawTrigger, `${names.drawFunction}()`, drawFunctionBody(names), names.queue];
 }
 
 /** The body of the trigger function that draws the tokens of Django's rows (see `postgresSchemaStatements`). */
@@ -86,7 +98,7 @@ function postgresTableComplete(state: PostgresSchemaState): boolean {
 
 /** Whether start-up has nothing to create: a complete table is never locked nor altered. */
 function postgresSchemaComplete(state: PostgresSchemaState): boolean {
-  return postgresTableComplete(state) && state.trigger && state.drawFunction;
+  return postgresTableComplete(state) && state.queue && state.trigger && state.drawFunction;
 }
 
 /**
@@ -104,7 +116,7 @@ function postgresSchemaComplete(state: PostgresSchemaState): boolean {
  */
 export function postgresSchemaStatements(tableName: string, schema?: string, state?: PostgresSchemaState): string[] {
   const names = postgresNames(tableName, schema);
-  const { table, sequence, drawFunction, drawTrigger } = names;
+  const { table, sequence, drawFunction, drawTrigger, queue, queueIndex } = names;
   const tableStatements = [
     `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
     `CREATE TABLE IF NOT EXISTS ${table} (
@@ -133,8 +145,19 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
     `CREATE TRIGGER "${drawTrigger}" BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.fencing_token = 0)
       EXECUTE FUNCTION ${drawFunction}()`,
   ];
+  // Places only matter while their waiters live: a crash or a failover that loses them costs their
+  // order, never a lock (waiters take a new place), so they are not written to the log.
+  const queueStatements = [
+    `CREATE UNLOGGED TABLE IF NOT EXISTS ${queue} (
+      waiter uuid PRIMARY KEY,
+      ticket bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
+      name text NOT NULL,
+      lapses_at timestamp with time zone NOT NULL
+    )`,
+    `CREATE INDEX IF NOT EXISTS "${queueIndex}" ON ${queue} (name, ticket)`,
+  ];
   const drawStatements = !state?.trigger ? triggerStatements : state.drawFunction ? [] : [functionStatement];
-  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...drawStatements];
+  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...(state?.queue ? [] : queueStatements), ...drawStatements];
 }
 
 /** `$1` the quoted table: whether it exists, and whether nestjs-lockmgr created it (django-lockmgr's `created_at` has no default). */
@@ -145,13 +168,14 @@ const POSTGRES_TABLE_ORIGIN = `SELECT to_regclass($1::text) IS NOT NULL AS exist
 /**
  * What the migration's `down` runs: drops the table nestjs-lockmgr created, or removes from a
  * django-lockmgr table only what it added (the columns `owner`, `fencing_token` and `waiting`, and the
- * trigger), leaving Django's columns and rows. The fencing-token sequence is always kept, so that a
+ * trigger), leaving Django's columns and rows; and drops the queue of waiters. The fencing-token sequence is always kept, so that a
  * later `up` goes on from the last token.
  */
 export async function postgresRevertStatements(tableName: string, database: SchemaDatabase): Promise<string[]> {
-  const { table, sequence, drawFunction, drawTrigger } = postgresNames(tableName, database.schema);
+  const { table, sequence, drawFunction, drawTrigger, queue } = postgresNames(tableName, database.schema);
   const [origin] = await database.query<{ exists: boolean; created: boolean }>(POSTGRES_TABLE_ORIGIN, [table]);
-  const statements = [`ALTER SEQUENCE IF EXISTS ${sequence} OWNED BY NONE`];
+  // The queue is nestjs-lockmgr's alone, whoever made the lock table.
+  const statements = [`ALTER SEQUENCE IF EXISTS ${sequence} OWNED BY NONE`, `DROP TABLE IF EXISTS ${queue}`];
   if (origin.created) statements.push(`DROP TABLE ${table}`);
   else if (origin.exists) {
     statements.push(
@@ -178,6 +202,8 @@ async function readSchemaState(executor: PostgresExecutor, tableName: string, sc
     sequenceUsable: row.sequence_usable,
     trigger: row.trigger,
     drawFunction: row.draw_function,
+    queue: row.queue,
+    queueUsable: row.queue_usable,
   };
 }
 
@@ -214,9 +240,18 @@ export async function ensurePostgresTable(pool: Pool, tableName: string, schema:
 
 /** Checks that the lock table has every column the lock operations use; resolves the longest name its `name` column holds. */
 export async function inspectPostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<number> {
-  const { columns, nameLength, sequenceUsable } = await readSchemaState(pool, tableName, schema);
-  const { table, sequence } = postgresNames(tableName, schema);
+  const { columns, nameLength, sequenceUsable, queue: queueFound, queueUsable } = await readSchemaState(pool, tableName, schema);
+  const { table, sequence, queue } = postgresNames(tableName, schema);
   checkTableColumns(table, columns);
+  if (!queueFound) {
+    throw new Error(
+      `The lock table ${table} has no queue of waiters ${queue}, through which this version serves waiters in order: start once with ensureTable and an ` +
+        `account that may create tables, or run a lock table migration with a later timestamp, createLockTableMigration({ timestamp }).`,
+    );
+  }
+  if (!queueUsable) {
+    throw new Error(`The lock table ${table} serves waiters in order through ${queue}, which this account may not use: grant it SELECT, INSERT, UPDATE, DELETE on it.`);
+  }
   if (!sequenceUsable) {
     throw new Error(
       `The lock table ${table} draws its fencing tokens from the sequence ${sequence}, which this account may not use (or which is missing): ` +
