@@ -1,9 +1,8 @@
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { setTimeout as pause } from 'node:timers/promises';
+import { untilLeaseEnds } from '../watched-waiting';
 import type { mysqlWatchStatements } from './mysql-statements';
 
-/** What MariaDB answers a statement that KILL QUERY interrupted. */
-const ER_QUERY_INTERRUPTED = 1317;
 /** The longest sleep of the watching connection; MariaDB checks every few seconds of it that the client is still there. */
 const SLEEP_SECONDS = 60;
 /** How long the watching connection stays open once nothing waits, so that waits in a row reuse it. */
@@ -11,7 +10,8 @@ const IDLE_CONNECTION_MS = 10_000;
 /** Reconnection backs off up to this, so a database that stays down is not hammered. */
 const MAX_RECONNECT_DELAY_MS = 5000;
 
-const interrupted = (error: unknown) => (error as { errno?: number }).errno === ER_QUERY_INTERRUPTED;
+/** Whether a statement failed because KILL QUERY interrupted it (MariaDB's error 1317). */
+const interrupted = (error: unknown) => (error as { errno?: number }).errno === 1317;
 
 /** What the watching connection does next for a name: take its flag, check its lock, sleep on it, or nothing. */
 type WatchState = 'unflagged' | 'checking' | 'armed' | 'fired' | 'elsewhere';
@@ -176,13 +176,9 @@ export class MysqlReleaseWatcher {
     names.forEach((name, i) => {
       const watch = this.watches.get(name);
       if (watch?.state !== 'unflagged') return;
-      // A number or, as a BIGINT, a string.
-      if (Number(rows[0][`t${i}`]) === 1) watch.state = 'checking';
-      else {
-        // Another app waits for it and holds the flag: this one polls.
-        watch.state = 'elsewhere';
-        this.settle(watch, Infinity);
-      }
+      // 1 (a number, or as a BIGINT a string): taken. Else another app waits for the lock and holds the flag: this one polls.
+      watch.state = Number(rows[0][`t${i}`]) === 1 ? 'checking' : 'elsewhere';
+      if (watch.state === 'elsewhere') this.settle(watch, Infinity);
     });
   }
 
@@ -203,7 +199,7 @@ export class MysqlReleaseWatcher {
         this.options.onRelease(name);
       } else {
         watch.state = 'armed';
-        this.settle(watch, secondsLeft === 'never' ? Infinity : Math.max(0, Number(secondsLeft) * 1000) + 1);
+        this.settle(watch, untilLeaseEnds(secondsLeft === 'never' ? null : Number(secondsLeft)));
       }
     });
   }
@@ -214,9 +210,13 @@ export class MysqlReleaseWatcher {
    * been lost). Then each of them is checked again.
    */
   private async sleep(connection: Connection, names: string[]): Promise<void> {
-    this.sleeping = ++this.sleeps;
+    const sleep = (this.sleeping = ++this.sleeps);
     try {
       await this.query(connection, this.options.statements.sleep(names.length, SLEEP_SECONDS), names, SLEEP_SECONDS);
+    } catch (error) {
+      // Interrupted by another app while watching one lock: its release. The waiters try at once, without waiting for the check.
+      if (interrupted(error) && names.length === 1 && this.interrupting !== sleep) this.options.onRelease(names[0]);
+      throw error;
     } finally {
       this.sleeping = undefined;
       for (const name of names) {
