@@ -9,20 +9,24 @@ import type { ReleaseSubscription } from './release-waiters';
  * ends the watching when the wait ends.
  */
 export function watchedWaiting(subscription: ReleaseSubscription, announce: () => Promise<number>, stop: () => void): ReleaseWaiting {
-  let pollDue: NodeJS.Timeout | undefined;
+  /** When each sleep whose announcement is still under way must end. */
+  const pollsDue = new Set<NodeJS.Timeout>();
   const announced = (timeoutMs: number) =>
     new Promise<number>((resolve, reject) => {
       const startedAt = performance.now();
-      clearTimeout(pollDue);
-      pollDue = setTimeout(() => resolve(0), timeoutMs);
+      const pollDue = setTimeout(() => resolve(0), timeoutMs);
+      pollsDue.add(pollDue);
       announce()
         .then((limitMs) => resolve(Math.min(limitMs, timeoutMs - (performance.now() - startedAt))), reject)
-        .finally(() => clearTimeout(pollDue));
+        .finally(() => {
+          clearTimeout(pollDue);
+          pollsDue.delete(pollDue);
+        });
     });
   return {
     sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, () => announced(timeoutMs)),
     close: () => {
-      clearTimeout(pollDue);
+      for (const pollDue of pollsDue) clearTimeout(pollDue);
       subscription.close();
       stop();
     },
