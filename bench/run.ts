@@ -17,37 +17,21 @@ import {
   naivePortContender,
   redlockContender,
 } from './contenders';
-import { measureInSlices, percentile } from './slices';
+import { designs } from './designs';
+import { ContendedRun, contendedReports, handoffLatencies } from './process-measures';
+import { format, rate, row, table, times } from './results-table';
+import { measureInSlices, median, percentile } from './slices';
 import { WorkerProcess } from './worker-process';
 
 const SLICES = { rounds: Number(process.env.BENCH_ROUNDS ?? 12), sliceMs: 300 };
 const HANDOFF_SAMPLES = { notify: 200, polling: 60 };
-const CONTENDED_PROCESSES = 8;
-const CONTENDED_MS = 5000;
-const CONTENDED_WARM_UP_MS = 1000;
+const CONTENDED: ContendedRun = { processes: 8, warmUpMs: 1000, durationMs: 5000 };
 const CONTENDED_RUNS = 5;
 const LIVE_LOCKS = 100_000;
 const WAITS = 1000;
 const CLEANUP = { concurrency: 16, everyMs: 50, liveLocks: 10_000 };
 
-interface Row {
-  measure: string;
-  result: string;
-  ratio: string;
-  target: string;
-  met?: boolean;
-}
-
-const rows: Row[] = [];
-const format = (value: number, digits = 0) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const rate = (value: number) => `${format(value)}/s`;
-const times = (value: number) => `${format(value, 2)} ×`;
 const quantiles = (samples: number[]) => `${format(percentile(samples, 0.5), 2)} ms / ${format(percentile(samples, 0.99), 2)} ms`;
-
-function row(measure: string, result: string, ratio = '', target = '', met?: boolean): void {
-  rows.push({ measure, result, ratio, target, met });
-  console.log(`  ${measure}: ${result} ${ratio} ${target} ${met === undefined ? '' : met ? 'met' : 'MISSED'}`);
-}
 
 const LOCK_SERVICE = 'LockService, PostgreSQL';
 const LOCK_SERVICE_QUIET = 'LockService, PostgreSQL, NOTIFY off';
@@ -95,31 +79,12 @@ async function uncontended(concurrency: number): Promise<Map<string, number>> {
 
 /** Release in one process, acquisition in another: how long the lock takes to change hands. */
 async function handoff(database: BenchDatabase, notify: boolean, samples: number): Promise<number[]> {
-  const mode = notify ? 'notify' : 'polling';
-  const table = usesTable(database, 'bench_handoff_lock');
-  const holder = new WorkerProcess('handoff-worker.js', [database, table, mode]);
-  const waiter = new WorkerProcess('handoff-worker.js', [database, table, mode]);
-  await Promise.all([holder.next(), waiter.next()]);
-  const latencies: number[] = [];
-  try {
-    for (let sample = -5; sample < samples; sample++) {
-      const name = `handoff-${mode}-${sample}`;
-      await holder.request({ type: 'acquire', name });
-      await waiter.request({ type: 'wait', name });
-      // Let the waiter fail its first attempt and settle into waiting.
-      await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 20));
-      const released = await holder.request<{ at: string }>({ type: 'release', name });
-      const acquired = await waiter.next<{ at: string }>();
-      if (sample >= 0) latencies.push(Number(BigInt(acquired.at) - BigInt(released.at)) / 1e6);
-    }
-  } finally {
-    await Promise.all([holder.stop(), waiter.stop()]);
-  }
+  const [latencies] = await handoffLatencies('handoff-worker.js', [database, usesTable(database, 'bench_handoff_lock'), notify ? 'notify' : 'polling'], samples);
   return latencies;
 }
 
 /** What one run of the contended processes did: critical sections per second, and how they were shared. */
-interface ContendedRun {
+interface ContendedFigures {
   sections: number;
   /** Each process's sections against an equal share of them all. */
   shares: number[];
@@ -128,28 +93,18 @@ interface ContendedRun {
 }
 
 /** Several processes looping acquire → release on one name, `runs` times: critical sections per second and their fairness. */
-async function contended(runs: number): Promise<ContendedRun[]> {
+async function contended(runs: number): Promise<ContendedFigures[]> {
   const table = usesTable('postgres', 'bench_contended_lock');
-  const workers = Array.from({ length: CONTENDED_PROCESSES }, () => new WorkerProcess('contended-worker.js', [table]));
-  await Promise.all(workers.map((worker) => worker.next()));
-  const run = (durationMs: number) => Promise.all(workers.map((worker) => worker.request<{ waits: number[] }>({ type: 'go', durationMs })));
-  try {
-    // Warmed up like the slices the limit is measured in: connections open, statements prepared, code compiled.
-    await run(CONTENDED_WARM_UP_MS);
-    const results: ContendedRun[] = [];
-    for (let index = 0; index < runs; index++) {
-      const done = await run(CONTENDED_MS);
-      const total = done.reduce((sum, { waits }) => sum + waits.length, 0);
-      results.push({
-        sections: total / (CONTENDED_MS / 1000),
-        shares: done.map(({ waits }) => waits.length / (total / CONTENDED_PROCESSES)),
-        waits: done.flatMap(({ waits }) => waits),
-      });
-    }
-    return results;
-  } finally {
-    await Promise.all(workers.map((worker) => worker.stop()));
-  }
+  const contexts = Array.from({ length: runs }, () => ({}));
+  const reports = await contendedReports<{ waits: number[] }>('contended-worker.js', [table], CONTENDED, contexts);
+  return reports.map((done) => {
+    const total = done.reduce((sum, { waits }) => sum + waits.length, 0);
+    return {
+      sections: total / (CONTENDED.durationMs / 1000),
+      shares: done.map(({ waits }) => waits.length / (total / CONTENDED.processes)),
+      waits: done.flatMap(({ waits }) => waits),
+    };
+  });
 }
 
 /** A `@WithLock` method against the `withLock` call it makes: what the decorator adds. */
@@ -246,16 +201,8 @@ async function manyWaits(): Promise<{ growthMb: number; listeners: number; poolC
   }
 }
 
-function table(): string {
-  const lines = ['| Measure | Result | Ratio | Target | Met |', '|---|---|---|---|---|'];
-  for (const { measure, result, ratio, target, met } of rows) {
-    lines.push(`| ${measure} | ${result} | ${ratio} | ${target} | ${met === undefined ? '' : met ? 'yes' : '**no**'} |`);
-  }
-  return lines.join('\n');
-}
-
 /** The sections, in order; `npm run bench -- handoff contended` runs only those named. */
-const SECTIONS = ['uncontended', 'handoff', 'contended', 'decorator', 'table', 'cleanup', 'waits'] as const;
+const SECTIONS = ['uncontended', 'handoff', 'contended', 'designs', 'decorator', 'table', 'cleanup', 'waits'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -279,8 +226,7 @@ async function main(): Promise<void> {
       const pairLatencyMs = 1000 / one.get(LOCK_SERVICE)!;
       row('hand-off p50 against one uncontended pair (c=1)', `pair ${format(pairLatencyMs, 2)} ms`, `${times(p50 / pairLatencyMs)} pair`, '≤ 2 ×', p50 <= 2 * pairLatencyMs);
     }
-    const polled = await handoff('postgres', false, HANDOFF_SAMPLES.polling);
-    row('hand-off polling only, p50 / p99', quantiles(polled));
+    row('hand-off polling only, p50 / p99', quantiles(await handoff('postgres', false, HANDOFF_SAMPLES.polling)));
     for (const [database, label] of [['mariadb', 'MariaDB'], ['sqlite', 'SQLite']] as const) {
       row(`hand-off on ${label}, woken by the release, p50 / p99`, quantiles(await handoff(database, true, HANDOFF_SAMPLES.notify)));
       row(`hand-off on ${label}, polling only (notify: false), p50 / p99`, quantiles(await handoff(database, false, HANDOFF_SAMPLES.polling)));
@@ -291,26 +237,31 @@ async function main(): Promise<void> {
     console.log('Contended');
     const results = await contended(CONTENDED_RUNS);
     const rates = results.map(({ sections }) => sections).sort((a, b) => a - b);
-    const median = rates[Math.floor(rates.length / 2)];
+    const middle = median(rates);
     const spread = `${CONTENDED_RUNS} runs: ${rates.map((value) => format(value)).join(', ')}`;
     if (one) {
       const limitOne = one.get(LIMIT)!;
-      const ratios = `${times(median / limitOne)} limit c=1 (runs ${format(rates[0] / limitOne, 2)}–${format(rates[rates.length - 1] / limitOne, 2)})`;
-      row(`${CONTENDED_PROCESSES} processes on one name, median of ${spread}`, `${rate(median)} critical sections`, ratios, '≥ 0.5', median / limitOne >= 0.5);
-    } else row(`${CONTENDED_PROCESSES} processes on one name, median of ${spread}`, `${rate(median)} critical sections`);
+      const ratios = `${times(middle / limitOne)} limit c=1 (runs ${format(rates[0] / limitOne, 2)}–${format(rates[rates.length - 1] / limitOne, 2)})`;
+      row(`${CONTENDED.processes} processes on one name, median of ${spread}`, `${rate(middle)} critical sections`, ratios, '≥ 0.5', middle / limitOne >= 0.5);
+    } else row(`${CONTENDED.processes} processes on one name, median of ${spread}`, `${rate(middle)} critical sections`);
     const waits = results.flatMap((result) => result.waits);
     const mean = waits.reduce((sum, wait) => sum + wait, 0) / waits.length;
     const worst = Math.max(...waits);
-    row(`${CONTENDED_PROCESSES} processes on one name: worst wait against the mean wait`, `${format(worst, 2)} ms against ${format(mean, 2)} ms`, `${times(worst / mean)} mean`, '≤ 3 ×', worst <= 3 * mean);
+    row(`${CONTENDED.processes} processes on one name: worst wait against the mean wait`, `${format(worst, 2)} ms against ${format(mean, 2)} ms`, `${times(worst / mean)} mean`, '≤ 3 ×', worst <= 3 * mean);
     const shares = results.flatMap((result) => result.shares);
     const [fewest, most] = [Math.min(...shares), Math.max(...shares)];
     row(
-      `${CONTENDED_PROCESSES} processes on one name: each process's sections against an equal share, every run`,
+      `${CONTENDED.processes} processes on one name: each process's sections against an equal share, every run`,
       `${format(fewest, 2)} to ${format(most, 2)} × equal share`,
       '',
       'within ±25 %',
       fewest >= 0.75 && most <= 1.25,
     );
+  }
+
+  if (runs('designs')) {
+    console.log('Fair hand-off designs, pg alone: A addressed notify, B hand-over in the release');
+    await designs({ slices: SLICES, contended: CONTENDED, handoffSamples: HANDOFF_SAMPLES.notify });
   }
 
   if (runs('decorator')) {

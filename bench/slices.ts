@@ -18,7 +18,7 @@ async function runSlice(contender: Contender, concurrency: number, sliceMs: numb
   return pairs / ((performance.now() - start) / 1000);
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;

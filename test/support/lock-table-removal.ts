@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { createLockTableMigration } from '../../lib';
 import { mysqlNames } from '../../lib/dialects/mysql/mysql.schema';
-import { postgresNames } from '../../lib/dialects/postgres/postgres.schema';
+import { postgresNames } from '../../lib/dialects/postgres/postgres-names';
 import { sqliteNames } from '../../lib/dialects/sqlite/sqlite.schema';
 
 /** The fencing-token source of the lock table `tableName`, which the migration's `down` keeps. */

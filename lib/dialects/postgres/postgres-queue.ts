@@ -8,8 +8,6 @@ export const PLACE_RENEWAL_MS = 500;
  * for at most this, plus one renewal period of the waiter behind it.
  */
 export const PLACE_LAPSE_SECONDS = 2;
-/** A waiter that found no holder to flag, with places before its own, looks again this soon, then less often. */
-const FIRST_LOOK_MS = 2;
 
 /** What the renewal of a process's places found of each: `due` when it is first in line for a free name. */
 export interface RenewedPlace {
@@ -79,7 +77,6 @@ export class QueuePlace {
   private placed = false;
   /** The wait ended: with the lock (the acquisition deleted the place), or without it (the waiter left). */
   private ended?: 'served' | 'left';
-  private lookMs = FIRST_LOOK_MS;
 
   constructor(
     readonly waiter: string,
@@ -99,18 +96,6 @@ export class QueuePlace {
   taken(): void {
     this.placed = true;
     if (this.ended) this.remove(true);
-  }
-
-  /** Milliseconds until the waiter looks again, having found no holder to flag while places come before its own. */
-  nextLook(): number {
-    const ms = this.lookMs;
-    this.lookMs = Math.min(this.lookMs * 2, PLACE_RENEWAL_MS);
-    return ms;
-  }
-
-  /** The waiter flagged the holder's row: the holder's release will tell it when it is first in line. */
-  flagged(): void {
-    this.lookMs = FIRST_LOOK_MS;
   }
 
   /** A renewal did not find the place: it lapsed and was cleaned up, or a failover lost it. The next announcement takes it again. */

@@ -11,7 +11,8 @@ import { namedConnection } from './postgres-application-name';
 import { PostgresListener } from './postgres-listener';
 import { PLACE_LAPSE_SECONDS, PostgresQueue } from './postgres-queue';
 import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
-import { advisoryClassId, ensurePostgresTable, inspectPostgresTable, postgresNames } from './postgres.schema';
+import { postgresNames } from './postgres-names';
+import { advisoryClassId, ensurePostgresTable, inspectPostgresTable } from './postgres.schema';
 import { postgresStatements } from './postgres-statements';
 
 export interface PostgresDialectOptions {
@@ -268,8 +269,8 @@ export class PostgresDialect implements LockDialect {
       const { rows } = await this.run(this.pool, 'enqueue', [name, place.waiter, PLACE_LAPSE_SECONDS]);
       const [row] = rows;
       place.taken();
-      if (!row.held) return row.queued ? place.nextLook() : 0;
-      place.flagged();
+      // A free name: the first in line tries at once; the others are told when their turn comes.
+      if (!row.held) return row.queued ? Infinity : 0;
       // Wake when the lease ends too: an expiry announces nothing.
       return row.seconds_left === null ? Infinity : Math.max(0, row.seconds_left * 1000) + 1;
     };

@@ -1,36 +1,11 @@
 import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
-import { checkIdentifier } from '../../validation';
 import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
 import type { SchemaDatabase } from '../schema-database';
+import { PostgresNames, postgresNames } from './postgres-names';
 import { drawFencingToken } from './postgres-fencing-token';
 import { PostgresExecutor, postgresTransaction } from './postgres-pool';
-
-export interface PostgresNames {
-  table: string;
-  sequence: string;
-  /** The trigger function that draws the fencing tokens of rows inserted without one (by Django). */
-  drawFunction: string;
-  /** The trigger's name, which PostgreSQL scopes to the table. */
-  drawTrigger: string;
-  /** The table of waiters' places, which serves them in order (see `PostgresQueue`). */
-  queue: string;
-  /** Its index by name, which PostgreSQL scopes to the schema. */
-  queueIndex: string;
-}
-
-/** Quoted, schema-qualified names of the lock table, its fencing-token sequence, its trigger and its queue of waiters. */
-export function postgresNames(tableName: string, schema: string | undefined): PostgresNames {
-  const prefix = schema ? `"${checkIdentifier(schema, 'the data source schema', 63)}".` : '';
-  return {
-    table: `${prefix}"${tableName}"`,
-    sequence: `${prefix}"${tableName}_fencing_token_seq"`,
-    drawFunction: `${prefix}"${tableName}_draw_fencing_token"`,
-    drawTrigger: `${tableName}_draw_fencing_token`,
-    queue: `${prefix}"${tableName}_queue"`,
-    queueIndex: `${tableName}_queue_name`,
-  };
-}
+import { queueFunctions, queueRevertStatements, queueStatements } from './postgres-queue.schema';
 
 /** A 32-bit key derived from the table name, so advisory locks of different lock tables never meet. */
 export function advisoryClassId(table: string): number {
@@ -50,6 +25,7 @@ export interface PostgresSchemaState {
   trigger: boolean;
   /** The trigger's function draws tokens as this version does (one of an earlier version draws them without the timeline). */
   drawFunction: boolean;
+  /** Whether the queue of waiters and its functions are there, as this version makes them. */
   queue: boolean;
   /** Whether this account may read and write the queue of waiters. */
   queueUsable: boolean;
@@ -57,7 +33,8 @@ export interface PostgresSchemaState {
 
 /**
  * One catalog read: `$1` schema (null: the current one), `$2` table name, `$3` quoted sequence, `$4` quoted table,
- * `$5` trigger, `$6` the trigger function's signature, `$7` the body it has in this version, `$8` quoted queue.
+ * `$5` trigger, `$6` the trigger function's signature, `$7` the body it has in this version, `$8` quoted queue,
+ * `$9` the signatures of the queue's functions and `$10` their bodies in this version.
  */
 const POSTGRES_SCHEMA_STATE = `SELECT
     ARRAY(SELECT column_name::text FROM information_schema.columns
@@ -68,13 +45,26 @@ const POSTGRES_SCHEMA_STATE = `SELECT
     coalesce(has_sequence_privilege(to_regclass($3::text), 'USAGE, UPDATE'), false) AS sequence_usable,
     EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($4::text) AND tgname = $5::text) AS trigger,
     coalesce((SELECT prosrc = $7::text FROM pg_proc WHERE oid = to_regprocedure($6::text)), false) AS draw_function,
-    to_regclass($8::text) IS NOT NULL AS queue,
+    to_regclass($8::text) IS NOT NULL AND coalesce((SELECT bool_and(coalesce(prosrc = body, false))
+      FROM unnest($9::text[], $10::text[]) AS queue_function (signature, body) LEFT JOIN pg_proc ON oid = to_regprocedure(signature)), false) AS queue,
     coalesce(has_table_privilege(to_regclass($8::text), 'SELECT') AND has_table_privilege(to_regclass($8::text), 'INSERT')
       AND has_table_privilege(to_regclass($8::text), 'UPDATE') AND has_table_privilege(to_regclass($8::text), 'DELETE'), false) AS queue_usable`;
 
 function postgresSchemaStateValues(tableName: string, schema: string | undefined): unknown[] {
   const names = postgresNames(tableName, schema);
-  return [schema ?? null, tableName, names.sequence, names.table, names.drawTrigger, `${names.drawFunction}()`, drawFunctionBody(names), names.queue];
+  const functions = queueFunctions(names);
+  return [
+    schema ?? null,
+    tableName,
+    names.sequence,
+    names.table,
+    names.drawTrigger,
+    `${names.drawFunction}()`,
+    drawFunctionBody(names),
+    names.queue,
+    functions.map(({ signature }) => signature),
+    functions.map(({ body }) => body),
+  ];
 }
 
 /** The body of the trigger function that draws the tokens of Django's rows (see `postgresSchemaStatements`). */
@@ -116,7 +106,7 @@ function postgresSchemaComplete(state: PostgresSchemaState): boolean {
  */
 export function postgresSchemaStatements(tableName: string, schema?: string, state?: PostgresSchemaState): string[] {
   const names = postgresNames(tableName, schema);
-  const { table, sequence, drawFunction, drawTrigger, queue, queueIndex } = names;
+  const { table, sequence, drawFunction, drawTrigger } = names;
   const tableStatements = [
     `CREATE SEQUENCE IF NOT EXISTS ${sequence}`,
     `CREATE TABLE IF NOT EXISTS ${table} (
@@ -145,19 +135,8 @@ export function postgresSchemaStatements(tableName: string, schema?: string, sta
     `CREATE TRIGGER "${drawTrigger}" BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.fencing_token = 0)
       EXECUTE FUNCTION ${drawFunction}()`,
   ];
-  // Places only matter while their waiters live: a crash or a failover that loses them costs their
-  // order, never a lock (waiters take a new place), so they are not written to the log.
-  const queueStatements = [
-    `CREATE UNLOGGED TABLE IF NOT EXISTS ${queue} (
-      waiter uuid PRIMARY KEY,
-      ticket bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
-      name text NOT NULL,
-      lapses_at timestamp with time zone NOT NULL
-    )`,
-    `CREATE INDEX IF NOT EXISTS "${queueIndex}" ON ${queue} (name, ticket)`,
-  ];
   const drawStatements = !state?.trigger ? triggerStatements : state.drawFunction ? [] : [functionStatement];
-  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...(state?.queue ? [] : queueStatements), ...drawStatements];
+  return [...(state && postgresTableComplete(state) ? [] : tableStatements), ...(state?.queue ? [] : queueStatements(names)), ...drawStatements];
 }
 
 /** `$1` the quoted table: whether it exists, and whether nestjs-lockmgr created it (django-lockmgr's `created_at` has no default). */
@@ -172,10 +151,10 @@ const POSTGRES_TABLE_ORIGIN = `SELECT to_regclass($1::text) IS NOT NULL AS exist
  * later `up` goes on from the last token.
  */
 export async function postgresRevertStatements(tableName: string, database: SchemaDatabase): Promise<string[]> {
-  const { table, sequence, drawFunction, drawTrigger, queue } = postgresNames(tableName, database.schema);
+  const names = postgresNames(tableName, database.schema);
+  const { table, sequence, drawFunction, drawTrigger } = names;
   const [origin] = await database.query<{ exists: boolean; created: boolean }>(POSTGRES_TABLE_ORIGIN, [table]);
-  // The queue is nestjs-lockmgr's alone, whoever made the lock table.
-  const statements = [`ALTER SEQUENCE IF EXISTS ${sequence} OWNED BY NONE`, `DROP TABLE IF EXISTS ${queue}`];
+  const statements = [`ALTER SEQUENCE IF EXISTS ${sequence} OWNED BY NONE`, ...queueRevertStatements(names)];
   if (origin.created) statements.push(`DROP TABLE ${table}`);
   else if (origin.exists) {
     statements.push(

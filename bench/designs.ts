@@ -1,0 +1,133 @@
+/**
+ * `npm run bench -- designs`: the two designs of a fair one-wake-up hand-off in bench/design-lock.ts,
+ * side by side in one run, each against one uncontended acquire+release pair of its own statements on
+ * one connection (the limit at c=1), measured in the same run.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import { POSTGRES_URL } from './bench-app';
+import type { Contender } from './contenders';
+import { CREATE_TABLES, Design, DESIGNS, DesignLock, DROP_TABLES } from './design-lock';
+import { contendedReports, ContendedRun, handoffLatencies } from './process-measures';
+import { format, rate, row, times } from './results-table';
+import { measureInSlices, median, percentile } from './slices';
+
+/** Contended runs of each design. */
+const RUNS = 5;
+const WORKER = 'design-worker.js';
+
+export interface DesignsSettings {
+  slices: { rounds: number; sliceMs: number };
+  contended: ContendedRun;
+  handoffSamples: number;
+}
+
+/** What one process of a contended run answers. */
+interface ProcessReport {
+  sections: number;
+  waitedMs: number;
+  longestWaitMs: number;
+  retries: number;
+  timeouts: number;
+}
+
+interface RunFigures {
+  sectionsPerSecond: number;
+  /** The fewest and most sections of one process, as a fraction of an equal share. */
+  fewestShare: number;
+  mostShare: number;
+  meanWaitMs: number;
+  longestWaitMs: number;
+  retries: number;
+  timeouts: number;
+}
+
+function figures(reports: ProcessReport[], durationMs: number): RunFigures {
+  const sum = (pick: (report: ProcessReport) => number) => reports.reduce((total, report) => total + pick(report), 0);
+  const sections = sum((report) => report.sections);
+  const shares = reports.map((report) => report.sections / (sections / reports.length));
+  return {
+    sectionsPerSecond: sections / (durationMs / 1000),
+    fewestShare: Math.min(...shares),
+    mostShare: Math.max(...shares),
+    meanWaitMs: sum((report) => report.waitedMs) / sections,
+    longestWaitMs: Math.max(...reports.map((report) => report.longestWaitMs)),
+    retries: sum((report) => report.retries),
+    timeouts: sum((report) => report.timeouts),
+  };
+}
+
+/** The median of the runs, their spread and each run: `12 (10–14; 10, 12, 14)`. */
+function spread(values: number[], show: (value: number) => string): string {
+  return `${show(median(values))} (${show(Math.min(...values))}–${show(Math.max(...values))}; runs ${values.map((value) => show(value)).join(', ')})`;
+}
+
+/** One uncontended pair of a design: its attempt takes the free name, its release finds nobody to wake. */
+function pairContender(client: Client, design: Design): Contender {
+  const lock = new DesignLock(client, design);
+  const name = `reference-${design}`;
+  return {
+    label: design,
+    pair: async () => {
+      const owner = randomUUID();
+      if ((await lock.attempt(name, owner, null)).token === null) throw new Error(`Design ${design} failed to take ${name}.`);
+      await lock.release(name, owner);
+    },
+    close: async () => undefined,
+  };
+}
+
+/** The rows of one design: every figure also as a ratio to its own uncontended pair. */
+function report(design: Design, pairRate: number, runs: RunFigures[], handoff: number[], processes: number): void {
+  const name = `design ${design}`;
+  const pairMs = 1000 / pairRate;
+  const of = (pick: (run: RunFigures) => number) => runs.map(pick);
+  const share = (value: number) => format(value, 2);
+  const throughput = of((run) => run.sectionsPerSecond);
+  const meanWaitMs = median(of((run) => run.meanWaitMs));
+  const total = (pick: (run: RunFigures) => number) => of(pick).reduce((sum, value) => sum + value, 0);
+  const [p50, p99] = [percentile(handoff, 0.5), percentile(handoff, 0.99)];
+  row(`${name}: one uncontended pair, c=1, one connection (the limit c=1)`, `${rate(pairRate)}, ${format(pairMs, 2)} ms a pair`, '1.00 × limit c=1');
+  row(
+    `${name}: ${processes} processes on one name, critical sections/s, median of ${runs.length} (min–max; runs)`,
+    spread(throughput, format),
+    `${times(median(throughput) / pairRate)} limit c=1`,
+  );
+  row(`${name}: fewest sections of one process, × an equal share`, spread(of((run) => run.fewestShare), share));
+  row(`${name}: most sections of one process, × an equal share`, spread(of((run) => run.mostShare), share));
+  row(
+    `${name}: longest wait against the mean wait`,
+    spread(of((run) => run.longestWaitMs / run.meanWaitMs), times),
+    `mean wait ${format(meanWaitMs, 1)} ms = ${times(meanWaitMs / pairMs)} pair`,
+  );
+  row(`${name}: waits ended by the 1 s safety timeout / attempts repeated at once, all runs`, `${total((run) => run.timeouts)} / ${total((run) => run.retries)}`);
+  row(`${name}: hand-off between two processes, p50 / p99 of ${handoff.length}`, `${format(p50, 2)} ms / ${format(p99, 2)} ms`, `p50 = ${times(p50 / pairMs)} pair`);
+}
+
+export async function designs({ slices, contended, handoffSamples }: DesignsSettings): Promise<void> {
+  const client = new Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    for (const statement of [...DROP_TABLES, ...CREATE_TABLES]) await client.query(statement);
+
+    const pairs = await measureInSlices(
+      DESIGNS.map((design) => pairContender(client, design)),
+      1,
+      slices,
+    );
+    // One set of processes for every run, the designs taking turns: A, B, A, B…
+    const turns = Array.from({ length: RUNS }, () => DESIGNS.map((design) => ({ design }))).flat();
+    const reports = await contendedReports<ProcessReport>(WORKER, [POSTGRES_URL], contended, turns);
+    const runs = new Map<Design, RunFigures[]>(DESIGNS.map((design) => [design, []]));
+    reports.forEach((run, turn) => runs.get(turns[turn].design)!.push(figures(run, contended.durationMs)));
+    const handoffs = await handoffLatencies(WORKER, [POSTGRES_URL], handoffSamples, DESIGNS.map((design) => ({ design })));
+    const latencies = new Map(DESIGNS.map((design, index) => [design, handoffs[index]]));
+
+    for (const design of DESIGNS) report(design, pairs.get(design)!, runs.get(design)!, latencies.get(design)!, contended.processes);
+    const [a, b] = DESIGNS.map((design) => runs.get(design)!.map((run) => run.sectionsPerSecond));
+    row('design B against A: critical sections/s of each pair of runs', spread(b.map((value, run) => value / a[run]), times));
+  } finally {
+    for (const statement of DROP_TABLES) await client.query(statement);
+    await client.end();
+  }
+}
