@@ -12,7 +12,10 @@ import { removeLockTable } from '../test/support/lock-table-removal';
 export const POSTGRES_URL = process.env.LOCKMGR_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const MYSQL_URL = process.env.LOCKMGR_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 export const REDIS_URL = process.env.LOCKMGR_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-export const SQLITE_FILE = join(tmpdir(), `lockmgr-bench-${process.pid}.sqlite`);
+/** Names the run's process to the processes it starts, so that they share its SQLite file. */
+export const BENCH_RUN_VARIABLE = 'LOCKMGR_BENCH_RUN';
+/** The SQLite file of the run: one file for the run's process and every process it starts, as app instances on one host share it. */
+export const SQLITE_FILE = join(tmpdir(), `lockmgr-bench-${process.env[BENCH_RUN_VARIABLE] ?? process.pid}.sqlite`);
 
 /** How the many-waits process names its connections, so they can be counted. */
 export const WAITS_APPLICATION_NAME = 'lockmgr-bench-waits';

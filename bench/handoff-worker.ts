@@ -4,12 +4,12 @@
  * process on the host shares.
  */
 import type { LockEntity } from '../lib';
-import { createBenchApp } from './bench-app';
+import { BenchDatabase, createBenchApp } from './bench-app';
 import { serveMessages } from './worker-process';
 
 async function main(): Promise<void> {
-  const [tableName, notify] = process.argv.slice(2);
-  const app = await createBenchApp('postgres', { tableName, notify: notify === 'notify', poolSize: 2 });
+  const [database, tableName, notify] = process.argv.slice(2);
+  const app = await createBenchApp(database as BenchDatabase, { tableName, notify: notify === 'notify', poolSize: 2 });
   const held = new Map<string, LockEntity>();
   serveMessages(async (message) => {
     const name = message.name as string;

@@ -1,5 +1,6 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
+import { BENCH_RUN_VARIABLE } from './bench-app';
 
 /**
  * A benchmark process of its own (an app instance), driven by messages. Scripts run compiled, from
@@ -11,7 +12,11 @@ export class WorkerProcess {
   private readonly readers: ((message: unknown) => void)[] = [];
 
   constructor(script: string, args: string[] = [], execArgv: string[] = []) {
-    this.child = fork(join(__dirname, script), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child = fork(join(__dirname, script), args, {
+      execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, [BENCH_RUN_VARIABLE]: process.env[BENCH_RUN_VARIABLE] ?? String(process.pid) },
+    });
     this.child.on('message', (message) => {
       const reader = this.readers.shift();
       if (reader) reader(message);

@@ -24,8 +24,10 @@ export interface LockMgrModuleOptions {
    */
   poolSize?: number;
   /**
-   * PostgreSQL: announce releases with LISTEN/NOTIFY, so a waiter in another process gets a released
-   * lock within milliseconds; false: waiters in other processes poll. Default true.
+   * Wake waiters in other processes when a lock is released, so they get it within milliseconds:
+   * PostgreSQL announces releases with LISTEN/NOTIFY; MariaDB interrupts the waiting app's watching
+   * connection (one more connection per app, only while it waits); SQLite watches the database
+   * file's write-ahead log. False: waiters in other processes poll (so do MySQL's). Default true.
    */
   notify?: boolean;
   /**

@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { LockedError } from '../lib';
 import { IDLE_CONNECTION_MS } from '../lib/dialects/postgres/postgres-pool';
-import type { HandoffWaiterReport, HandoffWaiterSettings } from './workers/handoff-waiter';
+import type { HandoffWaiterAcquired, HandoffWaiterSettings, HandoffWaiterWaiting } from './workers/handoff-waiter';
 import { createLockApp, dropLockTable, LockApp, sleep } from './support/lock-app';
 import { runScript } from './support/processes';
 import { describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
@@ -46,7 +46,7 @@ describeOnDatabase(testDatabase('postgres'), 'Hand-off through LISTEN/NOTIFY', (
     const settings: HandoffWaiterSettings = {
       dataSourceOptions: database.dataSourceOptions(isolation),
       tableName: isolation,
-      lockName: 'handoff',
+      lockNames: ['handoff'],
       wait: WAIT,
       pollInterval: SLOW_POLL,
     };
@@ -56,10 +56,10 @@ describeOnDatabase(testDatabase('postgres'), 'Hand-off through LISTEN/NOTIFY', (
     expect(await holder.locks.unlock(held)).toBe(true);
     const finished = await waiter;
     expect(finished).toMatchObject({ code: 0, stderr: '' });
-    const report: HandoffWaiterReport = JSON.parse(finished.stdout);
-    expect(report.fencingToken).toBeGreaterThan(held.fencingToken);
+    const [waiting, acquired] = finished.stdout.trim().split('\n').map((line) => JSON.parse(line)) as [HandoffWaiterWaiting, HandoffWaiterAcquired];
+    expect(acquired.fencingToken).toBeGreaterThan(held.fencingToken);
     // Without the NOTIFY its next attempt would be its last, when the wait runs out.
-    expect(report.acquiredAt - report.waitStartedAt).toBeLessThan((WAIT * 1000) / 2);
+    expect(acquired.at - waiting.at).toBeLessThan((WAIT * 1000) / 2);
   });
 
   it('keeps listening after its connection is terminated, on one connection for all waits', async () => {

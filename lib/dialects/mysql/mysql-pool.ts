@@ -1,7 +1,13 @@
-import type { Pool as CorePool, PoolOptions } from 'mysql2';
+import type { Connection as CoreConnection, ConnectionOptions, Pool as CorePool, PoolOptions } from 'mysql2';
 import type { Pool, PoolConnection } from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
 import { inTransaction, TransactionOutcome } from '../transaction';
+
+/** The part of the mysql2 module the lock module uses. */
+interface MysqlModule {
+  createPool(options: PoolOptions): CorePool;
+  createConnection(options: ConnectionOptions): CoreConnection;
+}
 
 export interface MysqlPoolOptions {
   poolSize: number;
@@ -9,19 +15,15 @@ export interface MysqlPoolOptions {
   operationTimeout: number;
 }
 
-/**
- * A pool of the module's own, built from the data source's connection options, with the session
- * settings and time limits of the lock operations.
- */
-export function createMysqlPool(dataSource: DataSource, options: MysqlPoolOptions): Pool {
+/** The mysql2 module the data source loaded, and the options of a connection of the lock module's to its server. */
+export function mysqlConnectionOptions(dataSource: DataSource, options: MysqlPoolOptions): { mysql: MysqlModule; connection: PoolOptions } {
   const driver = dataSource.driver as unknown as {
-    mysql: { createPool(options: PoolOptions): CorePool };
+    mysql: MysqlModule;
     options: { replication?: { master: object } };
     createConnectionOptions(options: object, credentials: object): PoolOptions;
   };
-  const core = driver.mysql.createPool({
+  const connection: PoolOptions = {
     ...driver.createConnectionOptions(driver.options, driver.options.replication?.master ?? driver.options),
-    connectionLimit: options.poolSize,
     // Connecting gets half the operation's time, so an unreachable server fails an operation within it.
     connectTimeout: Math.ceil((options.operationTimeout * 1000) / 2),
     // The lock operations read rows their own way, whatever the app chose for its pool: times as
@@ -34,6 +36,19 @@ export function createMysqlPool(dataSource: DataSource, options: MysqlPoolOption
     namedPlaceholders: true,
     multipleStatements: false,
     enableKeepAlive: true,
+  };
+  return { mysql: driver.mysql, connection };
+}
+
+/**
+ * A pool of the module's own, built from the data source's connection options, with the session
+ * settings and time limits of the lock operations.
+ */
+export function createMysqlPool(dataSource: DataSource, options: MysqlPoolOptions): Pool {
+  const { mysql, connection } = mysqlConnectionOptions(dataSource, options);
+  const core = mysql.createPool({
+    ...connection,
+    connectionLimit: options.poolSize,
     // The session settings below are made once per connection: a reset on release would drop them after
     // its first operation (READ COMMITTED, and the statement limits that keep an abandoned claim from committing late).
     resetOnRelease: false,

@@ -4,8 +4,9 @@ import type { MysqlServer } from './mysql-server';
 const NOW = 'UTC_TIMESTAMP(6)';
 const EXPIRED = `locked_until <= ${NOW}`;
 const LIVE = `(locked_until IS NULL OR locked_until > ${NOW})`;
+const SECONDS_LEFT = `TIMESTAMPDIFF(MICROSECOND, ${NOW}, locked_until) * 1e-6`;
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
-  TIMESTAMPDIFF(MICROSECOND, ${NOW}, locked_until) * 1e-6 AS seconds_left`;
+  ${SECONDS_LEFT} AS seconds_left`;
 /** Leases travel as whole microseconds (null: never expires), so the database adds them to its own clock. */
 const nowPlus = (microseconds: string) => `${NOW} + INTERVAL ${microseconds} MICROSECOND`;
 
@@ -38,8 +39,36 @@ function claimStatement(table: string, drawToken?: string): string {
     ${drawToken ? `RETURNING ${RECORD_COLUMNS}` : ''}`;
 }
 
+/**
+ * The named lock (`GET_LOCK`) by which the app waiting for the lock `name` (an SQL expression) is found:
+ * a hash of the database, table and name, since named locks are the server's, which fits any server's
+ * limit on their length.
+ */
+export const mysqlWaitFlag = (table: string, name: string) => `CONCAT('lockmgr ', SHA1(CONCAT_WS('/', DATABASE(), '${table}', ${name})))`;
+
+const columns = (count: number, column: (index: number) => string) => Array.from({ length: count }, (_, index) => column(index)).join(', ');
+
+/**
+ * The statements of the connection that watches for releases on MariaDB (see `MysqlReleaseWatcher`),
+ * for a number of lock names, bound in order; one column per name, named by its place.
+ */
+export function mysqlWatchStatements({ table }: MysqlNames) {
+  return {
+    // A flag this connection holds already is not taken again: named locks nest, and one taken twice would outlast its release.
+    flags: (take: number, letGo: number) =>
+      `SELECT ${columns(take, (i) => `IF(IS_USED_LOCK(${mysqlWaitFlag(table, '?')}) <=> CONNECTION_ID(), 1, GET_LOCK(${mysqlWaitFlag(table, '?')}, 0)) AS t${i}`)}
+        ${take && letGo ? ',' : ''} ${columns(letGo, (i) => `RELEASE_LOCK(${mysqlWaitFlag(table, '?')}) AS r${i}`)}`,
+    // A locking read: it waits for a release under way to commit, and reads each live lock's seconds left, 'never' if it never expires.
+    check: (count: number) =>
+      `SELECT ${columns(count, (i) => `(SELECT IFNULL(${SECONDS_LEFT}, 'never') FROM ${table} WHERE name = ? AND ${LIVE} LOCK IN SHARE MODE) AS s${i}`)}`,
+    sleep: (count: number, seconds: number) =>
+      `SELECT IF(${Array.from({ length: count }, () => `EXISTS (SELECT 1 FROM ${table} WHERE name = ? AND ${LIVE})`).join(' AND ')}, SLEEP(${seconds}), 0) AS slept`,
+  };
+}
+
 /** The statements of every operation, built once per table and server. */
 export function mysqlStatements({ table, sequence, counter }: MysqlNames, server: MysqlServer) {
+  const release = `DELETE FROM ${table} WHERE name = :name AND (:owner IS NULL OR owner = :owner) AND ${LIVE}`;
   return {
     claim: claimStatement(table, server === 'mariadb' ? `NEXT VALUE FOR ${sequence}` : undefined),
     // MySQL only: reading back what the claim did, and drawing and setting the token.
@@ -47,7 +76,9 @@ export function mysqlStatements({ table, sequence, counter }: MysqlNames, server
     // LAST_INSERT_ID(expr) hands the new value back in the OK packet, so drawing is one statement.
     drawToken: `UPDATE ${counter} SET last_token = LAST_INSERT_ID(last_token + 1) WHERE id = 1`,
     setToken: `UPDATE ${table} SET fencing_token = :token WHERE name = :name`,
-    release: `DELETE FROM ${table} WHERE name = :name AND (:owner IS NULL OR owner = :owner) AND ${LIVE}`,
+    release,
+    // MariaDB: the release also reads, in the same round trip, which connection (if any) waits for the lock to be released.
+    releaseWatched: `${release} RETURNING IS_USED_LOCK(${mysqlWaitFlag(table, ':name')}) AS watcher`,
     // LAST_INSERT_ID(fencing_token) reports which acquisition was renewed, so that the row read back
     // afterwards is that one, not a lock someone took after it was released in between.
     renew: `UPDATE ${table} SET

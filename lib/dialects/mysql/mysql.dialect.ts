@@ -1,4 +1,4 @@
-import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { Connection, Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../../lock.entity';
 import { deadlockRetry } from '../deadlock-retry';
@@ -7,9 +7,11 @@ import { holderOf, LockRow, recordFromRow } from '../lock-row';
 import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
 import type { TransactionOutcome } from '../transaction';
-import { createMysqlPool, mysqlTransaction, withMysqlConnection } from './mysql-pool';
+import { watchedWaiting } from '../watched-waiting';
+import { createMysqlPool, mysqlConnectionOptions, mysqlTransaction, withMysqlConnection } from './mysql-pool';
+import { MysqlReleaseWatcher, ReleaseWatch } from './mysql-release-watcher';
 import { DetectedMysqlServer, detectMysqlServer, MysqlServer } from './mysql-server';
-import { mysqlStatements } from './mysql-statements';
+import { mysqlStatements, mysqlWatchStatements } from './mysql-statements';
 import { ensureMysqlTable, inspectMysqlTable, mysqlNames } from './mysql.schema';
 
 export interface MysqlDialectOptions {
@@ -17,6 +19,8 @@ export interface MysqlDialectOptions {
   poolSize: number;
   /** Seconds an operation may take, connecting included. */
   operationTimeout: number;
+  /** MariaDB: wake waiters in other processes when a lock is released; false: they poll. */
+  notify: boolean;
 }
 
 type MysqlRow = RowDataPacket & LockRow;
@@ -44,9 +48,11 @@ export class MysqlDialect implements LockDialect {
   /** Set by `inspectTable`, which runs at start-up before any lock operation. */
   private server!: MysqlServer;
   private sql!: ReturnType<typeof mysqlStatements>;
+  /** MariaDB, unless waiters are to poll: set by `inspectTable`. */
+  private watcher?: MysqlReleaseWatcher;
 
   constructor(
-    dataSource: DataSource,
+    private readonly dataSource: DataSource,
     private readonly options: MysqlDialectOptions,
     private readonly waiters: ReleaseWaiters,
   ) {
@@ -67,6 +73,39 @@ export class MysqlDialect implements LockDialect {
     this.server = detected.server;
     this.sql = mysqlStatements(mysqlNames(this.options.tableName), this.server);
     this.maxNameLength = await inspectMysqlTable(this.pool, this.options.tableName, detected);
+    if (this.server === 'mariadb' && this.options.notify) {
+      this.watcher ??= new MysqlReleaseWatcher({
+        statements: mysqlWatchStatements(mysqlNames(this.options.tableName)),
+        connect: () => this.connectWatcher(),
+        interrupt: (threadId) => this.interrupt(threadId),
+        onRelease: (name) => this.waiters.wake(name),
+        onGap: () => this.waiters.wakeAll(),
+        operationTimeout: this.options.operationTimeout,
+      });
+    }
+  }
+
+  /** The watcher's connection: its own, outside the pool, whose statements have no limit but their lock waits' (it sleeps in them). */
+  private async connectWatcher(): Promise<Connection> {
+    const { mysql, connection: options } = mysqlConnectionOptions(this.dataSource, this.options);
+    const core = mysql.createConnection({ ...options, namedPlaceholders: false });
+    // A connection the server dropped fails its next statement; the watcher reconnects then.
+    core.on('error', () => undefined);
+    const connection = core.promise();
+    const seconds = Math.ceil(this.options.operationTimeout);
+    try {
+      await connection.query(`SET SESSION max_statement_time = 0, innodb_lock_wait_timeout = ${seconds}, lock_wait_timeout = ${seconds}`);
+    } catch (error) {
+      connection.destroy();
+      throw error;
+    }
+    return connection;
+  }
+
+  /** Ends the statement a connection is running (KILL QUERY): how a release wakes another app's watcher. A failure only costs that app a poll. */
+  private async interrupt(threadId: number): Promise<void> {
+    if (!Number.isSafeInteger(threadId)) return;
+    await this.withConnection((connection) => connection.query(`KILL QUERY ${threadId}`)).catch(() => undefined);
   }
 
   acquire(request: AcquireRequest): Promise<AcquireResult> {
@@ -114,14 +153,20 @@ export class MysqlDialect implements LockDialect {
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
-    const [result] = await retryDeadlocks(() =>
-      this.withConnection((connection) =>
-        connection.execute<ResultSetHeader>(this.sql.release, { name: request.name, owner: request.owner }),
-      ),
-    );
-    const released = result.affectedRows > 0;
-    if (released) this.waiters.wake(request.name);
-    return released;
+    const values = { name: request.name, owner: request.owner };
+    if (!this.watcher) {
+      const [result] = await retryDeadlocks(() => this.withConnection((connection) => connection.execute<ResultSetHeader>(this.sql.release, values)));
+      const released = result.affectedRows > 0;
+      if (released) this.waiters.wake(request.name);
+      return released;
+    }
+    const [rows] = await retryDeadlocks(() => this.withConnection((connection) => connection.execute<RowDataPacket[]>(this.sql.releaseWatched, values)));
+    if (rows.length === 0) return false;
+    this.waiters.wake(request.name);
+    // This app's own watcher needs no interruption: its waiters were just woken.
+    const watcher: string | number | null = rows[0].watcher;
+    if (watcher !== null && Number(watcher) !== this.watcher.threadId) await this.interrupt(Number(watcher));
+    return true;
   }
 
   renew(request: RenewRequest): Promise<LockRecord | null> {
@@ -200,10 +245,16 @@ export class MysqlDialect implements LockDialect {
   }
 
   subscribe(name: string): ReleaseWaiting {
-    return this.waiters.subscribe(name);
+    const subscription = this.waiters.subscribe(name);
+    const watcher = this.watcher;
+    if (!watcher) return subscription;
+    let watch: ReleaseWatch | undefined;
+    return watchedWaiting(subscription, () => (watch ??= watcher.watch(name)).armed(), () => watch?.stop());
   }
 
   async close(): Promise<void> {
+    // First, while the pool can still interrupt its sleep.
+    await this.watcher?.close();
     await this.pool.end();
   }
 

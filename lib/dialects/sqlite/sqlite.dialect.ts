@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { resolve } from 'node:path';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../../lock.entity';
 import { AcquireRequest, AcquireResult, LockDialect, ReleaseWaiting, ReleaseRequest, RenewRequest, SetLocksRequest, SetLocksResult, SetLockStep } from '../lock-dialect';
@@ -6,13 +7,17 @@ import { LockRow, recordFromRow } from '../lock-row';
 import { planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
 import type { TransactionOutcome } from '../transaction';
+import { untilLeaseEnds, watchedWaiting } from '../watched-waiting';
 import { retryWhileBusy, SQLITE_BUSY_TIMEOUT_MS } from './sqlite-busy';
+import { SqliteWalWatcher } from './sqlite-wal-watcher';
 import { checkSqliteTable, completeSqliteSchema, SqliteNames, sqliteNames, sqliteSchemaState } from './sqlite.schema';
 
 export interface SqliteDialectOptions {
   tableName: string;
   /** Seconds an operation may wait for other connections' writes to the file to finish. */
   operationTimeout: number;
+  /** Wake waiters when other processes write to the file; false: they find releases there by polling. */
+  notify: boolean;
 }
 
 // Times are stored as TypeORM stores SQLite datetimes: UTC text that sorts like the time it names.
@@ -52,6 +57,8 @@ export class SqliteDialect implements LockDialect {
   private readonly database: Database;
   private readonly statements: Record<string, Statement>;
   private walSet = false;
+  /** Present unless waiters are to poll. */
+  private readonly walWatcher?: SqliteWalWatcher;
 
   constructor(
     dataSource: DataSource,
@@ -67,6 +74,9 @@ export class SqliteDialect implements LockDialect {
     const driver = dataSource.driver as unknown as { sqlite: new (file: string, options: object) => Database };
     this.database = new driver.sqlite(file, { timeout: SQLITE_BUSY_TIMEOUT_MS });
     this.statements = {};
+    if (options.notify) {
+      this.walWatcher = new SqliteWalWatcher(`${resolve(file)}-wal`, (names) => this.freeAmong(names), (name) => waiters.wake(name));
+    }
   }
 
   /**
@@ -240,11 +250,39 @@ export class SqliteDialect implements LockDialect {
     });
   }
 
+  /**
+   * A wait that another process's release ends at once, through the watch on the write-ahead log.
+   * The watch starts before the lock is looked at, so a release between the two still wakes it.
+   */
   subscribe(name: string): ReleaseWaiting {
-    return this.waiters.subscribe(name);
+    const subscription = this.waiters.subscribe(name);
+    const watcher = this.walWatcher;
+    if (!watcher) return subscription;
+    let stopWatching: (() => void) | undefined;
+    const announce = async () => {
+      stopWatching ??= watcher.watch(name);
+      const holder = await this.find(name);
+      return holder ? untilLeaseEnds(holder.secondsLeft) : 0;
+    };
+    return watchedWaiting(subscription, announce, () => stopWatching?.());
+  }
+
+  /** The names among `names` that no live lock holds. */
+  private freeAmong(names: string[]): Promise<string[]> {
+    const { table } = this.names;
+    return this.whenUnlocked(() =>
+      this.statement(
+        'freeAmong',
+        () => `SELECT waited.value AS name FROM json_each(?) AS waited
+          WHERE NOT EXISTS (SELECT 1 FROM ${table} WHERE name = waited.value AND ${LIVE})`,
+      )
+        .pluck()
+        .all(JSON.stringify(names)),
+    ) as Promise<string[]>;
   }
 
   async close(): Promise<void> {
+    this.walWatcher?.close();
     this.database.close();
   }
 }
