@@ -6,6 +6,7 @@ import type { HolderInfo, LockDialect, ReleaseRequest, ReleaseWaiting, RenewMode
 import { LockDatabaseError, LockedError, LockMgrError } from './errors';
 import { LockEntity, LockRecord } from './lock.entity';
 import { acquisitionEnded, heldSeconds, leaseOf, lockChannels, secondsSince } from './lock-events';
+import { untilLeaseEnds } from './dialects/watched-waiting';
 import { AcquireAttempt, LockRequests } from './lock-requests';
 import { LOCK_DIALECT, LOCKMGR_OPTIONS } from './lockmgr.constants';
 import type { ResolvedLockMgrOptions } from './lockmgr-options';
@@ -259,7 +260,6 @@ export class LockOperations {
 
   /** Milliseconds until the holder's lease ends, by the database's clock (a little after, never before). */
   private untilExpiry(holder: HolderInfo | null): number {
-    if (holder?.secondsLeft == null) return Infinity;
-    return Math.max(0, holder.secondsLeft * 1000) + 1;
+    return untilLeaseEnds(holder?.secondsLeft ?? null);
   }
 }

@@ -7,6 +7,7 @@ import { AcquireRequest, AcquireResult, HolderInfo, LockDialect, ReleaseWaiting,
 import { holderOf, recordFromRow } from '../lock-row';
 import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
+import { untilLeaseEnds } from '../watched-waiting';
 import { namedConnection } from './postgres-application-name';
 import { PostgresListener } from './postgres-listener';
 import { PLACE_LAPSE_SECONDS, PostgresQueue } from './postgres-queue';
@@ -274,7 +275,7 @@ export class PostgresDialect implements LockDialect {
       // A free name: the first in line tries at once; the others are told when their turn comes.
       if (!row.held) return row.queued ? Infinity : 0;
       // Wake when the lease ends too: an expiry announces nothing.
-      return row.seconds_left === null ? Infinity : Math.max(0, row.seconds_left * 1000) + 1;
+      return untilLeaseEnds(row.seconds_left);
     };
     return {
       place: place.waiter,
