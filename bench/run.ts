@@ -128,8 +128,10 @@ async function grownTable(): Promise<{ grown: number; empty: number }> {
   try {
     await client.query(`DELETE FROM bench_grown_lock`);
     await client.query(
-      `INSERT INTO bench_grown_lock (name, owner, locked_by, lock_process, locked_until, created_at, updated_at)
-       SELECT 'live-' || i, gen_random_uuid()::text, 'bench', 0, clock_timestamp() + interval '1 hour', now(), now()
+      // With tokens of their own: a row without one has the trigger take an advisory lock to draw it, and
+      // one transaction cannot hold a lock per row of so many.
+      `INSERT INTO bench_grown_lock (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
+       SELECT 'live-' || i, gen_random_uuid()::text, 'bench', 0, clock_timestamp() + interval '1 hour', now(), now(), -i
        FROM generate_series(1, $1::int) AS i`,
       [LIVE_LOCKS],
     );
