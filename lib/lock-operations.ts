@@ -168,7 +168,8 @@ export class LockOperations {
       const releasing = this.dialect.release({ name, owner });
       // The caller hears that the release failed, but what it asked for still holds: the lock, if the
       // database kept it, is let go by its owner token as soon as the database answers, not at the end of its lease.
-      if (owner !== null) releasing.catch(() => this.abandoned.abandon(name, owner));
+      // Once shutdown has begun, it lets go of the app's locks itself, and nothing may outlive it.
+      if (owner !== null) releasing.catch(() => this.shuttingDown.signal.aborted || this.abandoned.abandon(name, owner));
       released = await this.database(action, name, releasing);
     }
     if (released && lockChannels.released.hasSubscribers) {
