@@ -42,9 +42,11 @@ function claimStatement(table: string, drawToken?: string): string {
 /**
  * The named lock (`GET_LOCK`) by which the app waiting for the lock `name` (an SQL expression) is found:
  * a hash of the database, table and name, since named locks are the server's, which fits any server's
- * limit on their length.
+ * limit on their length. Hashed as bytes: the three come in character sets and collations that
+ * CONCAT_WS will not mix (a lock's name may hold characters that the database name's utf8mb3 cannot).
  */
-export const mysqlWaitFlag = (table: string, name: string) => `CONCAT('lockmgr ', SHA1(CONCAT_WS('/', DATABASE(), '${table}', ${name})))`;
+export const mysqlWaitFlag = (table: string, name: string) =>
+  `CONCAT('lockmgr ', SHA1(CONCAT_WS(_binary'/', CAST(DATABASE() AS BINARY), _binary'${table}', CAST(${name} AS BINARY))))`;
 
 const columns = (count: number, column: (index: number) => string) => Array.from({ length: count }, (_, index) => column(index)).join(', ');
 
