@@ -1,7 +1,7 @@
 import type { PostgresNames } from './postgres-names';
 
 /** A live place, by the database's clock. */
-const PLACED = 'lapses_at > clock_timestamp()';
+export const PLACED = 'lapses_at > clock_timestamp()';
 
 /**
  * The columns and values (after the name) of the free, flagged row that a name keeps while waiters have

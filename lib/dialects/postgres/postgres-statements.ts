@@ -1,13 +1,10 @@
 import { drawFencingToken } from './postgres-fencing-token';
-import { FREE_ROW, FREE_ROW_VALUES } from './postgres-queue.schema';
+import { FREE_ROW, FREE_ROW_VALUES, PLACED } from './postgres-queue.schema';
 import type { PostgresNames } from './postgres-names';
 
 const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
   EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
-
-/** A live place in the queue of waiters, by the database's clock. */
-const PLACED = 'lapses_at > clock_timestamp()';
 
 /** The statements of every lock operation, built once per table. */
 export function postgresStatements({ table, sequence, queue, placesAhead, handOff, served }: PostgresNames) {
