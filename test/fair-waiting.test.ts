@@ -1,8 +1,9 @@
+import { Client } from 'pg';
 import { LockedError } from '../lib';
 import type { FairWaiterCommand, FairWaiterReport } from './workers/fair-waiter';
 import { createLockApp, dropLockTable, LockApp, until } from './support/lock-app';
 import { ScriptProcess } from './support/processes';
-import { describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
+import { describeOnDatabase, POSTGRES_URL, testDatabase, uniqueName } from './support/test-databases';
 import type { WorkerDatabase } from './support/worker-app';
 
 /** As documented (docs/api.md, waiting): each process renews its waiters' places this often; a place lapses this long after its last renewal. */
@@ -127,6 +128,37 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
       return unless(token > before[index], `waiter ${index + 1}'s fencing token ${token} is not above ${previous} (${before[index]})`);
     });
     expect(fencing).toEqual([]);
+  });
+
+  it("tells each waiter's turn to its app alone, on that app's channel, and only the last release to every app", async () => {
+    const held = await app.locks.getLock('addressed', { expires: 60 });
+    const inLine = waiters.slice(0, 3);
+    for (const [index, waiter] of inLine.entries()) await beginWaiting(waiter, 'addressed', index + 1, { holdMs: 100 });
+    const queued: Array<{ waiter: string; channel: string }> = await app.dataSource.query(
+      `SELECT waiter, channel FROM "${isolation}_queue" WHERE name = 'addressed' ORDER BY ticket`,
+    );
+    expect(new Set(queued.map(({ channel }) => channel)).size).toBe(3);
+    const listener = new Client({ connectionString: POSTGRES_URL });
+    await listener.connect();
+    try {
+      const heard: Array<{ channel: string; payload?: string }> = [];
+      listener.on('notification', ({ channel, payload }) => heard.push({ channel, payload }));
+      for (const channel of [isolation, ...queued.map((place) => place.channel)]) await listener.query(`LISTEN "${channel}"`);
+      const allServed = Promise.all(
+        inLine.map(async (waiter) => {
+          await nextReport(waiter, 'addressed', 'acquired');
+          await nextReport(waiter, 'addressed', 'released');
+        }),
+      );
+      await app.locks.unlock(held);
+      await allServed;
+      await until(() => heard.length >= 4, 2000).catch(() => undefined);
+      // Time for a stray notice to arrive too.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(heard).toEqual([...queued.map(({ waiter, channel }) => ({ channel, payload: waiter })), { channel: isolation, payload: ' addressed' }]);
+    } finally {
+      await listener.end();
+    }
   });
 
   it(`keeps a released lock from tryLock while a dead waiter's place is live, and serves the waiter behind it within ${(RENEWAL_MS + LAPSE_MS) / 1000} s of the release`, async () => {

@@ -15,7 +15,9 @@ export type SendNotification = (channel: string, payload: string) => Promise<unk
 class NotificationsUnavailable extends Error {}
 
 /**
- * The one connection per app that LISTENs for releases on PostgreSQL, shared by every wait. It is
+ * The one connection per app that LISTENs for releases on PostgreSQL, shared by every wait: on the
+ * table's channel, which every app hears, and on a channel of this app's own, on which a release tells
+ * one of its waiters that its turn has come. It is
  * opened by the first wait, and reopened by itself if the connection drops while waits use it; after a
  * reconnection every waiter is woken, since releases announced during the gap were lost. Once no wait
  * has used it for `IDLE_CONNECTION_MS`, it closes, and the next wait opens it again.
@@ -38,7 +40,10 @@ export class PostgresListener {
     private readonly createClient: (config: ClientConfig) => Client,
     private readonly config: ClientConfig,
     private readonly channel: string,
-    private readonly onRelease: (name: string) => void,
+    /** Notices addressed to this app alone (see `addressedChannel`). */
+    private readonly addressedChannel: string,
+    private readonly onRelease: (payload: string) => void,
+    private readonly onAddressed: (payload: string) => void,
     private readonly onGap: () => void,
     /** Sends the first connection's test notification, from another session than the listener's. */
     private readonly sendNotification: SendNotification,
@@ -77,16 +82,19 @@ export class PostgresListener {
   private async connect(): Promise<void> {
     const client = this.createClient({ ...this.config, keepAlive: true });
     let probe: { payload: string; arrived: () => void } | undefined;
-    client.on('notification', (message) => {
-      if (message.channel !== this.channel || message.payload === undefined) return;
-      if (message.payload === probe?.payload) probe.arrived();
-      else this.onRelease(message.payload);
+    client.on('notification', ({ channel, payload }) => {
+      if (payload === undefined) return;
+      if (channel === this.addressedChannel) this.onAddressed(payload);
+      else if (channel !== this.channel) return;
+      else if (payload === probe?.payload) probe.arrived();
+      else this.onRelease(payload);
     });
     // An error is followed by 'end'; the reconnection is driven from there.
     client.on('error', () => undefined);
     client.on('end', () => this.dropped(client));
     await client.connect();
     try {
+      await client.query(`LISTEN "${this.addressedChannel}"`);
       await client.query(`LISTEN "${this.channel}"`);
     } catch (error) {
       await client.end().catch(() => undefined);
@@ -123,7 +131,7 @@ export class PostgresListener {
       }
       if (!this.delivers) {
         // The server session that LISTENed goes back to the pooler's pool: stop it collecting notifications.
-        await client.query(`UNLISTEN "${this.channel}"`).catch(() => undefined);
+        await client.query('UNLISTEN *').catch(() => undefined);
         await client.end().catch(() => undefined);
         this.onUndelivered();
         throw new NotificationsUnavailable('Notifications do not reach this app.');

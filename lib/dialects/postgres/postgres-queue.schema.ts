@@ -35,22 +35,29 @@ export function queueFunctions({ table, queue, placesAhead, handOff, served }: P
     },
     {
       // A release of a flagged row: the name keeps a free, flagged row for the first live place, whose
-      // waiter is notified; with no live place, every waiter of the name is (one may have flagged the row
-      // after its place was read). Resolves the first place, if any.
+      // waiter's app alone is notified, on the channel it listens on (payload: the place); with no live
+      // place, every waiter of the name is, on the table's channel (payload " <name>"), since one may
+      // have flagged the row after its place was read. Resolves the first place, if any.
       name: handOff,
-      parameters: 'lock_name varchar, channel text',
+      parameters: 'lock_name varchar, broadcast_channel text',
       types: 'varchar, text',
       returns: 'uuid',
       body: `
       DECLARE
         first_place uuid;
+        first_channel text;
       BEGIN
-        SELECT waiter INTO first_place FROM ${queue} WHERE name = lock_name AND ${PLACED} ORDER BY ticket LIMIT 1;
+        SELECT waiter, channel INTO first_place, first_channel FROM ${queue} AS place
+          WHERE name = lock_name AND ${PLACED} ORDER BY ticket LIMIT 1;
         IF first_place IS NOT NULL THEN
           INSERT INTO ${table} ${FREE_ROW} VALUES (lock_name, ${FREE_ROW_VALUES});
         END IF;
-        IF channel IS NOT NULL THEN
-          PERFORM pg_notify(channel, concat(first_place, ' ', lock_name));
+        IF broadcast_channel IS NULL THEN
+          NULL;
+        ELSIF first_place IS NULL THEN
+          PERFORM pg_notify(broadcast_channel, ' ' || lock_name);
+        ELSIF first_channel IS NOT NULL THEN
+          PERFORM pg_notify(first_channel, first_place::text);
         END IF;
         RETURN first_place;
       END
@@ -78,7 +85,8 @@ export function queueFunctions({ table, queue, placesAhead, handOff, served }: P
 }
 
 /**
- * The queue of waiters: one row per waiting call, its place named by the call's own id. Places only
+ * The queue of waiters: one row per waiting call, its place named by the call's own id, with the
+ * channel its app listens on for the notice of its turn (none while the app cannot listen). Places only
  * matter while their waiters live: a crash or a failover that loses them costs their order, never a
  * lock (waiters take new places), so they are not written to the log.
  */
@@ -88,8 +96,11 @@ export function queueStatements(names: PostgresNames): string[] {
       waiter uuid PRIMARY KEY,
       ticket bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
       name text NOT NULL,
-      lapses_at timestamp with time zone NOT NULL
+      lapses_at timestamp with time zone NOT NULL,
+      channel text
     )`,
+    // A queue made before places named their app's channel.
+    `ALTER TABLE ${names.queue} ADD COLUMN IF NOT EXISTS channel text`,
     `CREATE INDEX IF NOT EXISTS "${names.queueIndex}" ON ${names.queue} (name, ticket)`,
     ...queueFunctions(names).map(({ definition }) => definition),
   ];

@@ -46,9 +46,9 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       WHERE NOT EXISTS (SELECT FROM acquired)`,
     // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
     // transactions, so a release that always notified would lose much of its throughput. The hand-off
-    // function notifies the first live place (payload "<waiter> <name>"), whose waiter alone tries
-    // again, and keeps a free, flagged row for it; with no live place, every waiter of the name (payload
-    // " <name>"), since one may have flagged the row before it had a place to read.
+    // function notifies the first live place on its app's own channel, so that only that app wakes and
+    // only that waiter tries again, and keeps a free, flagged row for it; with no live place, every
+    // waiter of the name, since one may have flagged the row before it had a place to read.
     // A release does not wait for its commit to reach the disk (synchronous_commit off, for this
     // statement only): if the database crashed before the flush, the lock would stay held until its
     // lease ended, which delays others but never lets two hold it. The next acquisition's durable
@@ -64,14 +64,15 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       FROM released`,
     // A waiter takes its place at the end of the queue (or renews it, if it has one: the waiter names its
     // place, so a place whose answer was lost is found again), and flags the name's row, making a free,
-    // flagged one if there is none. The waiter already LISTENs. The upsert meets the newest version of
+    // flagged one if there is none. The waiter's app already LISTENs, on `$4` (null: it cannot). The upsert meets the newest version of
     // the row, under its row lock, so it sees what any release or acquisition committed before it, and
     // those after it see the flag: a release then notifies the first place, and an acquisition keeps
     // the flag. It answers whether the row is held (with its lease), and whether places come first.
     // Losing a flag or a place in a crash only costs a NOTIFY (the waiter still polls), so neither waits for the disk.
     enqueue: `WITH place AS (
-        INSERT INTO ${queue} (waiter, name, lapses_at) VALUES ($2::uuid, $1::varchar, clock_timestamp() + $3::float8 * interval '1 second')
-        ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at
+        INSERT INTO ${queue} (waiter, name, lapses_at, channel)
+        VALUES ($2::uuid, $1::varchar, clock_timestamp() + $3::float8 * interval '1 second', $4::text)
+        ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at, channel = excluded.channel
         RETURNING ticket
       ), flagged AS (
         INSERT INTO ${table} ${FREE_ROW} VALUES ($1::varchar, ${FREE_ROW_VALUES})
@@ -92,16 +93,16 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       SELECT waiter, NOT EXISTS (SELECT FROM ${table} WHERE name = kept.name AND ${LIVE})
         AND NOT EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = kept.name AND ahead.ticket < kept.ticket AND ahead.${PLACED}) AS due
       FROM kept`,
-    // A waiter that gives up leaves its place; if the name is free, the next live place is told at once,
-    // since the notice of the last release may have been addressed to the one leaving.
+    // A waiter that gives up leaves its place; if the name is free, the next live place is told at once
+    // (as a release tells it), since the notice of the last release may have been addressed to the one leaving.
     leave: `WITH gone AS (
         DELETE FROM ${queue} WHERE waiter = $1::uuid RETURNING name
       ), next AS (
-        SELECT place.waiter, place.name FROM gone JOIN ${queue} AS place ON place.name = gone.name AND place.${PLACED} AND place.waiter <> $1
+        SELECT place.waiter, place.channel FROM gone JOIN ${queue} AS place ON place.name = gone.name AND place.${PLACED} AND place.waiter <> $1
         WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = gone.name AND ${LIVE})
         ORDER BY place.ticket LIMIT 1
       ), notified AS (
-        SELECT pg_notify($2::text, concat(waiter, ' ', name)) FROM next WHERE $2 IS NOT NULL
+        SELECT pg_notify(channel, waiter::text) FROM next WHERE $2::boolean AND channel IS NOT NULL
       )
       SELECT waiter, (SELECT count(*) FROM notified) AS notified FROM next`,
     renew: `UPDATE ${table} AS held SET

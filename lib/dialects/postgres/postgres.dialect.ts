@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { DataSource } from 'typeorm';
 import type { LockRecord } from '../../lock.entity';
@@ -65,6 +66,8 @@ export class PostgresDialect implements LockDialect {
   /** Present when releases are announced with NOTIFY. */
   private readonly listener?: PostgresListener;
   private readonly queue: PostgresQueue;
+  /** The channel on which a release tells one of this app's waiters that its turn has come. */
+  private readonly addressedChannel = `nestjs-lockmgr ${randomUUID()}`;
 
   constructor(
     dataSource: DataSource,
@@ -79,7 +82,7 @@ export class PostgresDialect implements LockDialect {
     this.pool = this.postgres.pool;
     this.queue = new PostgresQueue(
       async (waiters) => (await this.run(this.pool, 'renewPlaces', [waiters, PLACE_LAPSE_SECONDS])).rows,
-      async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.notifyChannel])).rows[0]?.waiter ?? null,
+      async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.announcesReleases])).rows[0]?.waiter ?? null,
     );
     if (options.notify) {
       // The listener only LISTENs: it needs no statement limit, which a pooler would refuse.
@@ -88,7 +91,9 @@ export class PostgresDialect implements LockDialect {
         this.postgres.createClient,
         namedConnection({ ...session, ...(options.listenUrl && { connectionString: options.listenUrl }) }, 'nestjs-lockmgr listener'),
         this.channel,
+        this.addressedChannel,
         (notice) => this.noticed(notice),
+        (waiter) => this.queue.wake(waiter),
         () => waiters.wakeAll(),
         (channel, payload) => this.pool.query('SELECT pg_notify($1, $2)', [channel, payload]),
         () => new Logger('LockMgrModule').warn(UNDELIVERED_WARNING),
@@ -125,11 +130,9 @@ export class PostgresDialect implements LockDialect {
     return this.announcesReleases ? this.channel : null;
   }
 
-  /** A notice is "<waiter> <name>", for the waiter of that place, or " <name>", for every waiter of the name. */
+  /** A notice on the table's channel is " <name>", for every waiter of the name. */
   private noticed(notice: string): void {
-    const space = notice.indexOf(' ');
-    if (space > 0) this.queue.wake(notice.slice(0, space));
-    else if (space === 0) this.waiters.wake(notice.slice(1));
+    if (notice.startsWith(' ')) this.waiters.wake(notice.slice(1));
   }
 
   private run(executor: PostgresExecutor, name: keyof ReturnType<typeof postgresStatements>, values: unknown[]) {
@@ -269,7 +272,7 @@ export class PostgresDialect implements LockDialect {
       await listener?.listening().catch(() => undefined);
       // A wake-up may have ended the sleep while the listener connected, and the wait with it.
       if (place.over) return 0;
-      const { rows } = await this.run(this.pool, 'enqueue', [name, place.waiter, PLACE_LAPSE_SECONDS]);
+      const { rows } = await this.run(this.pool, 'enqueue', [name, place.waiter, PLACE_LAPSE_SECONDS, this.announcesReleases ? this.addressedChannel : null]);
       const [row] = rows;
       place.taken();
       // A free name: the first in line tries at once; the others are told when their turn comes.
