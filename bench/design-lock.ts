@@ -8,6 +8,10 @@
  * - Design B, hand-over: the release gives the row to the first waiter in its own transaction and
  *   NOTIFYs the waiter, which holds the lock without a further statement.
  *
+ * In both, a notice for one waiter goes to the channel of its process (`OWN_CHANNEL`, recorded with its
+ * place), so that only that process wakes, as in the library; a notice for every waiter of a name goes
+ * to the design's channel, which every process LISTENs on.
+ *
  * Every call is one prepared statement on the database's clock.
  */
 import type { Client } from 'pg';
@@ -26,6 +30,9 @@ const PLACE_SECONDS = 5;
 
 export const channelOf = (design: Design) => `bench_design_${design.toLowerCase()}`;
 
+/** The channel on which this process hears the notices addressed to its waiters. */
+export const OWN_CHANNEL = `bench_design_process_${process.pid}`;
+
 /** The payload that wakes every waiter of a name, when a release cannot tell which of them is first. */
 export const wakeAll = (name: string) => `* ${name}`;
 
@@ -35,12 +42,12 @@ export const CREATE_TABLES = [
     locked_until timestamptz, waiting boolean NOT NULL DEFAULT false)`,
   `CREATE SEQUENCE ${TOKENS}`,
   `CREATE TABLE ${QUEUE_TABLE} (ticket bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name varchar(255) NOT NULL,
-    owner varchar(64) NOT NULL, lapses_at timestamptz NOT NULL)`,
+    owner varchar(64) NOT NULL, lapses_at timestamptz NOT NULL, channel text NOT NULL)`,
   `CREATE INDEX ${QUEUE_TABLE}_name ON ${QUEUE_TABLE} (name, ticket)`,
 ];
 export const DROP_TABLES = [`DROP TABLE IF EXISTS ${LOCK_TABLE}, ${QUEUE_TABLE}`, `DROP SEQUENCE IF EXISTS ${TOKENS}`];
 
-const FIRST_PLACE = `SELECT ticket, owner FROM ${QUEUE_TABLE}
+const FIRST_PLACE = `SELECT ticket, owner, channel FROM ${QUEUE_TABLE}
   WHERE name = $1::varchar AND lapses_at > clock_timestamp() ORDER BY ticket LIMIT 1`;
 
 /**
@@ -61,7 +68,7 @@ const FIRST_PLACE = `SELECT ticket, owner FROM ${QUEUE_TABLE}
  *   on that place, which the taker must delete, so the taker's release comes after the caller's place.
  *   A place gone meanwhile tells the caller to try again.
  *
- * $1 name, $2 owner, $3 the caller's ticket or null, $4 lease seconds, $5 place seconds.
+ * $1 name, $2 owner, $3 the caller's ticket or null, $4 lease seconds, $5 place seconds, $6 the caller's process's channel.
  */
 const ATTEMPT = `WITH current AS (
     SELECT owner, fencing_token, waiting, locked_until > clock_timestamp() AS live FROM ${LOCK_TABLE} WHERE name = $1::varchar
@@ -92,8 +99,8 @@ const ATTEMPT = `WITH current AS (
       AND EXISTS (SELECT FROM queued) AND NOT EXISTS (SELECT FROM current)
     ORDER BY ticket LIMIT 1 FOR KEY SHARE
   ), placed AS (
-    INSERT INTO ${QUEUE_TABLE} (name, owner, lapses_at)
-    SELECT $1, $2, clock_timestamp() + $5::float8 * interval '1 second' FROM queued WHERE $3 IS NULL
+    INSERT INTO ${QUEUE_TABLE} (name, owner, lapses_at, channel)
+    SELECT $1, $2, clock_timestamp() + $5::float8 * interval '1 second', $6::text FROM queued WHERE $3 IS NULL
     RETURNING ticket
   ), renewed AS (
     UPDATE ${QUEUE_TABLE} SET lapses_at = clock_timestamp() + $5 * interval '1 second'
@@ -124,9 +131,9 @@ const RELEASE_A = `WITH released AS (
     INSERT INTO ${LOCK_TABLE} (name, locked_until, waiting)
     SELECT $1, '-infinity'::timestamptz, true FROM released WHERE waiting AND EXISTS (SELECT FROM first)
   ), notified AS (
-    SELECT pg_notify($3::text, ticket::text) FROM first WHERE EXISTS (SELECT FROM released)
+    SELECT pg_notify(channel, ticket::text) FROM first WHERE EXISTS (SELECT FROM released)
     UNION ALL
-    SELECT pg_notify($3, $4::text) FROM released WHERE waiting AND NOT EXISTS (SELECT FROM first)
+    SELECT pg_notify($3::text, $4::text) FROM released WHERE waiting AND NOT EXISTS (SELECT FROM first)
   )
   SELECT count(*)::int AS released, (SELECT count(*) FROM notified), set_config('synchronous_commit', 'off', true)
   FROM released`;
@@ -141,15 +148,15 @@ const RELEASE_B = `WITH first AS (${FIRST_PLACE}
     UPDATE ${LOCK_TABLE} AS held SET owner = first.owner, fencing_token = nextval('${TOKENS}'),
       locked_until = clock_timestamp() + $5::float8 * interval '1 second'
     FROM first WHERE held.name = $1 AND held.owner = $2::varchar
-    RETURNING first.ticket, held.fencing_token
+    RETURNING first.ticket, held.fencing_token, first.channel
   ), served AS (
     DELETE FROM ${QUEUE_TABLE} WHERE ticket = (SELECT ticket FROM handed)
   ), released AS (
     DELETE FROM ${LOCK_TABLE} WHERE name = $1 AND owner = $2 AND NOT EXISTS (SELECT FROM first) RETURNING waiting
   ), notified AS (
-    SELECT pg_notify($3::text, ticket || ' ' || fencing_token) FROM handed
+    SELECT pg_notify(channel, ticket || ' ' || fencing_token) FROM handed
     UNION ALL
-    SELECT pg_notify($3, $4::text) FROM released WHERE waiting
+    SELECT pg_notify($3::text, $4::text) FROM released WHERE waiting
   )
   SELECT (SELECT count(*) FROM handed)::int + (SELECT count(*) FROM released)::int AS released, (SELECT count(*) FROM notified),
     set_config('synchronous_commit', CASE WHEN EXISTS (SELECT FROM handed) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`;
@@ -174,7 +181,7 @@ export class DesignLock {
     const { rows } = await this.client.query<Attempt>({
       name: 'design-attempt',
       text: ATTEMPT,
-      values: [name, owner, ticket, LEASE_SECONDS, PLACE_SECONDS],
+      values: [name, owner, ticket, LEASE_SECONDS, PLACE_SECONDS, OWN_CHANNEL],
     });
     return rows[0];
   }

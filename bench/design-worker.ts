@@ -6,21 +6,21 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { channelOf, Design, DesignLock, DESIGNS, wakeAll } from './design-lock';
+import { channelOf, Design, DesignLock, DESIGNS, OWN_CHANNEL, wakeAll } from './design-lock';
 import { serveMessages } from './worker-process';
 
 /** A waiter tries again after this long without a wake-up, which also renews its place. */
 const SAFETY_TIMEOUT_MS = 1000;
 const CONTENDED_NAME = 'contended';
 
-/** The notifications heard on one channel since the process's one waiter began its latest attempt. */
+/** The notifications heard on a design's channel and the process's own since the process's one waiter began its latest attempt. */
 class Wakeups {
   private channel?: string;
   private heard: string[] = [];
   private wake?: () => void;
 
   hear(channel: string, payload: string): void {
-    if (channel !== this.channel) return;
+    if (channel !== this.channel && channel !== OWN_CHANNEL) return;
     this.heard.push(payload);
     this.wake?.();
   }
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   const locks = new Map(DESIGNS.map((design) => [design, new DesignLock(statements, design)]));
   const wakeups = new Wakeups();
   listener.on('notification', ({ channel, payload }) => payload !== undefined && wakeups.hear(channel, payload));
-  for (const design of DESIGNS) await listener.query(`LISTEN ${channelOf(design)}`);
+  for (const channel of [OWN_CHANNEL, ...DESIGNS.map(channelOf)]) await listener.query(`LISTEN ${channel}`);
   let tally: Tally = { retries: 0, timeouts: 0 };
 
   /** Waits for `name` in the queue until this process holds it; returns the owner token to release it with. */

@@ -26,7 +26,7 @@ export async function handoffLatencies(script: string, args: string[], samples: 
         await holder.request({ type: 'acquire', name, ...context });
         await waiter.request({ type: 'wait', name, ...context });
         // Let the waiter fail its first attempt and settle into waiting.
-        await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 20));
+        await settle();
         const released = await holder.request<{ at: string }>({ type: 'release', name, ...context });
         const acquired = await waiter.next<{ at: string }>();
         if (sample >= 0) latencies[index].push(Number(BigInt(acquired.at) - BigInt(released.at)) / 1e6);
@@ -36,6 +36,39 @@ export async function handoffLatencies(script: string, args: string[], samples: 
     await Promise.all([holder.stop(), waiter.stop()]);
   }
   return latencies;
+}
+
+/** The pause before each sample of a hand-off or of its floor: both processes idle, as a waiter is. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 20));
+
+/**
+ * The floor under a hand-off on PostgreSQL, in milliseconds, sampled in the hand-off's conditions (each
+ * after the same idle pause): one acquire+release pair in the holder's process alone, and a bare NOTIFY
+ * sent from it on a connection of its own and heard in the waiter's (`pg` alone). The script answers
+ * `pair` (with `paired` and its `ms`), `listen` (then `heard`, with its time, for each notification)
+ * and `notify` (with `notified` and the time it began).
+ */
+export async function handoffFloors(script: string, args: string[], samples: number): Promise<{ pairs: number[]; notices: number[] }> {
+  const holder = new WorkerProcess(script, args);
+  const waiter = new WorkerProcess(script, args);
+  await Promise.all([holder.next(), waiter.next()]);
+  const floors = { pairs: [] as number[], notices: [] as number[] };
+  try {
+    await waiter.request({ type: 'listen' });
+    for (let sample = -5; sample < samples; sample++) {
+      await settle();
+      const { ms } = await holder.request<{ ms: number }>({ type: 'pair', name: `floor-${sample}` });
+      await settle();
+      const notified = await holder.request<{ at: string }>({ type: 'notify' });
+      const heard = await waiter.next<{ at: string }>();
+      if (sample < 0) continue;
+      floors.pairs.push(ms);
+      floors.notices.push(Number(BigInt(heard.at) - BigInt(notified.at)) / 1e6);
+    }
+  } finally {
+    await Promise.all([holder.stop(), waiter.stop()]);
+  }
+  return floors;
 }
 
 export interface ContendedRun {
