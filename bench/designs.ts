@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- designs`: the two designs of a fair one-wake-up hand-off in bench/design-lock.ts,
  * side by side in one run, each against one uncontended acquire+release pair of its own statements on
- * one connection (the limit at c=1), measured in the same run.
+ * one connection (the limit at c=1), measured just before each figure it is compared with.
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
@@ -9,7 +9,7 @@ import { POSTGRES_URL } from './bench-app';
 import type { Contender } from './contenders';
 import { CREATE_TABLES, Design, DESIGNS, DesignLock, DROP_TABLES } from './design-lock';
 import { contendedReports, ContendedRun, handoffLatencies } from './process-measures';
-import { format, rate, row, times } from './results-table';
+import { format, row, times } from './results-table';
 import { measureInSlices, median, percentile } from './slices';
 
 /** Contended runs of each design. */
@@ -33,6 +33,8 @@ interface ProcessReport {
 
 interface RunFigures {
   sectionsPerSecond: number;
+  /** The design's uncontended pairs per second at c=1, measured just before the run. */
+  pairRate: number;
   /** The fewest and most sections of one process, as a fraction of an equal share. */
   fewestShare: number;
   mostShare: number;
@@ -42,12 +44,13 @@ interface RunFigures {
   timeouts: number;
 }
 
-function figures(reports: ProcessReport[], durationMs: number): RunFigures {
+function figures(reports: ProcessReport[], durationMs: number, pairRate: number): RunFigures {
   const sum = (pick: (report: ProcessReport) => number) => reports.reduce((total, report) => total + pick(report), 0);
   const sections = sum((report) => report.sections);
   const shares = reports.map((report) => report.sections / (sections / reports.length));
   return {
     sectionsPerSecond: sections / (durationMs / 1000),
+    pairRate,
     fewestShare: Math.min(...shares),
     mostShare: Math.max(...shares),
     meanWaitMs: sum((report) => report.waitedMs) / sections,
@@ -77,21 +80,20 @@ function pairContender(client: Client, design: Design): Contender {
   };
 }
 
-/** The rows of one design: every figure also as a ratio to its own uncontended pair. */
-function report(design: Design, pairRate: number, runs: RunFigures[], handoff: number[], processes: number): void {
+/** The rows of one design: every figure also as a ratio to its own uncontended pair, measured just before it. */
+function report(design: Design, runs: RunFigures[], handoff: number[], handoffPairRate: number, processes: number): void {
   const name = `design ${design}`;
-  const pairMs = 1000 / pairRate;
   const of = (pick: (run: RunFigures) => number) => runs.map(pick);
   const share = (value: number) => format(value, 2);
-  const throughput = of((run) => run.sectionsPerSecond);
+  const pairMs = 1000 / median(of((run) => run.pairRate));
   const meanWaitMs = median(of((run) => run.meanWaitMs));
   const total = (pick: (run: RunFigures) => number) => of(pick).reduce((sum, value) => sum + value, 0);
   const [p50, p99] = [percentile(handoff, 0.5), percentile(handoff, 0.99)];
-  row(`${name}: one uncontended pair, c=1, one connection (the limit c=1)`, `${rate(pairRate)}, ${format(pairMs, 2)} ms a pair`, '1.00 × limit c=1');
+  row(`${name}: one uncontended pair, c=1, one connection (the limit c=1), before each run`, `${spread(of((run) => run.pairRate), format)} pairs/s`);
   row(
     `${name}: ${processes} processes on one name, critical sections/s, median of ${runs.length} (min–max; runs)`,
-    spread(throughput, format),
-    `${times(median(throughput) / pairRate)} limit c=1`,
+    spread(of((run) => run.sectionsPerSecond), format),
+    `${spread(of((run) => run.sectionsPerSecond / run.pairRate), times)} limit c=1`,
   );
   row(`${name}: fewest sections of one process, × an equal share`, spread(of((run) => run.fewestShare), share));
   row(`${name}: most sections of one process, × an equal share`, spread(of((run) => run.mostShare), share));
@@ -101,7 +103,7 @@ function report(design: Design, pairRate: number, runs: RunFigures[], handoff: n
     `mean wait ${format(meanWaitMs, 1)} ms = ${times(meanWaitMs / pairMs)} pair`,
   );
   row(`${name}: waits ended by the 1 s safety timeout / attempts repeated at once, all runs`, `${total((run) => run.timeouts)} / ${total((run) => run.retries)}`);
-  row(`${name}: hand-off between two processes, p50 / p99 of ${handoff.length}`, `${format(p50, 2)} ms / ${format(p99, 2)} ms`, `p50 = ${times(p50 / pairMs)} pair`);
+  row(`${name}: hand-off between two processes, p50 / p99 of ${handoff.length}`, `${format(p50, 2)} ms / ${format(p99, 2)} ms`, `p50 = ${times((p50 * handoffPairRate) / 1000)} pair measured before it`);
 }
 
 export async function designs({ slices, contended, handoffSamples }: DesignsSettings): Promise<void> {
@@ -110,20 +112,22 @@ export async function designs({ slices, contended, handoffSamples }: DesignsSett
   try {
     for (const statement of [...DROP_TABLES, ...CREATE_TABLES]) await client.query(statement);
 
-    const pairs = await measureInSlices(
-      DESIGNS.map((design) => pairContender(client, design)),
-      1,
-      slices,
-    );
-    // One set of processes for every run, the designs taking turns: A, B, A, B…
-    const turns = Array.from({ length: RUNS }, () => DESIGNS.map((design) => ({ design }))).flat();
-    const reports = await contendedReports<ProcessReport>(WORKER, [POSTGRES_URL], contended, turns);
+    const pairs = new Map(DESIGNS.map((design) => [design, pairContender(client, design)]));
+    // Next to what it is compared with, so that a ratio holds even when the machine's speed drifts.
+    const pairRate = async (design: Design) => (await measureInSlices([pairs.get(design)!], 1, { ...slices, rounds: 4 })).get(design)!;
     const runs = new Map<Design, RunFigures[]>(DESIGNS.map((design) => [design, []]));
-    reports.forEach((run, turn) => runs.get(turns[turn].design)!.push(figures(run, contended.durationMs)));
+    // The designs take turns: A, B, A, B…
+    for (let run = 0; run < RUNS; run++) {
+      for (const design of DESIGNS) {
+        const before = await pairRate(design);
+        const [reports] = await contendedReports<ProcessReport>(WORKER, [POSTGRES_URL], contended, [{ design }]);
+        runs.get(design)!.push(figures(reports, contended.durationMs, before));
+      }
+    }
+    const handoffPairRates = new Map<Design, number>();
+    for (const design of DESIGNS) handoffPairRates.set(design, await pairRate(design));
     const handoffs = await handoffLatencies(WORKER, [POSTGRES_URL], handoffSamples, DESIGNS.map((design) => ({ design })));
-    const latencies = new Map(DESIGNS.map((design, index) => [design, handoffs[index]]));
-
-    for (const design of DESIGNS) report(design, pairs.get(design)!, runs.get(design)!, latencies.get(design)!, contended.processes);
+    DESIGNS.forEach((design, index) => report(design, runs.get(design)!, handoffs[index], handoffPairRates.get(design)!, contended.processes));
     const [a, b] = DESIGNS.map((design) => runs.get(design)!.map((run) => run.sectionsPerSecond));
     row('design B against A: critical sections/s of each pair of runs', spread(b.map((value, run) => value / a[run]), times));
   } finally {
