@@ -59,11 +59,12 @@ export class SoakInstance {
   async stop(): Promise<SoakWorkerStats> {
     this.process.kill('SIGTERM');
     const killer = setTimeout(() => this.process.kill('SIGKILL'), 60_000);
-    const { code, signal, stderr } = await this.process.finished;
+    const { code, signal, stdout, stderr } = await this.process.finished;
     clearTimeout(killer);
-    if (signal === 'SIGKILL') throw new Error(`A soak worker did not stop within a minute of SIGTERM: ${stderr}`);
+    const output = `${stderr}\nIts last output: ${stdout.slice(-1000)}`;
+    if (signal === 'SIGKILL') throw new Error(`A soak worker did not stop within a minute of SIGTERM: ${output}`);
     // No exit code: SIGTERM arrived before the worker had set up its handler (it had just restarted).
-    if (code !== 0 && code !== null) throw new Error(`A soak worker failed (exit code ${code}): ${stderr}`);
+    if (code !== 0 && code !== null) throw new Error(`A soak worker failed (exit code ${code}): ${output}`);
     return this.stats;
   }
 }
