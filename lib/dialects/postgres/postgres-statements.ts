@@ -64,10 +64,11 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       FROM released`,
     // A waiter takes its place at the end of the queue (or renews it, if it has one: the waiter names its
     // place, so a place whose answer was lost is found again), and flags the name's row, making a free,
-    // flagged one if there is none. The waiter's app already LISTENs, on `$4` (null: it cannot). The upsert meets the newest version of
-    // the row, under its row lock, so it sees what any release or acquisition committed before it, and
-    // those after it see the flag: a release then notifies the first place, and an acquisition keeps
-    // the flag. It answers whether the row is held (with its lease), and whether places come first.
+    // flagged one if there is none. The waiter's app already LISTENs, on `$4` (null: it cannot). The
+    // upsert meets the newest version of the row, under its row lock, so it sees what any release or
+    // acquisition committed before it, and those after it see the flag: a release then notifies the
+    // first place, and an acquisition keeps the flag. It answers whether the row is held (with its
+    // lease), and whether places come first.
     // Losing a flag or a place in a crash only costs a NOTIFY (the waiter still polls), so neither waits for the disk.
     enqueue: `WITH place AS (
         INSERT INTO ${queue} (waiter, name, lapses_at, channel)
