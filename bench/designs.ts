@@ -10,7 +10,7 @@ import type { Contender } from './contenders';
 import { CREATE_TABLES, Design, DESIGNS, DesignLock, DROP_TABLES } from './design-lock';
 import { contendedReports, ContendedRun, handoffLatencies } from './process-measures';
 import { format, row, times } from './results-table';
-import { measureInSlices, median, percentile } from './slices';
+import { median, percentile, rateJustBefore } from './slices';
 
 /** Contended runs of each design. */
 const RUNS = 5;
@@ -113,8 +113,7 @@ export async function designs({ slices, contended, handoffSamples }: DesignsSett
     for (const statement of [...DROP_TABLES, ...CREATE_TABLES]) await client.query(statement);
 
     const pairs = new Map(DESIGNS.map((design) => [design, pairContender(client, design)]));
-    // Next to what it is compared with, so that a ratio holds even when the machine's speed drifts.
-    const pairRate = async (design: Design) => (await measureInSlices([pairs.get(design)!], 1, { ...slices, rounds: 4 })).get(design)!;
+    const pairRate = (design: Design) => rateJustBefore(pairs.get(design)!, slices);
     const runs = new Map<Design, RunFigures[]>(DESIGNS.map((design) => [design, []]));
     // The designs take turns: A, B, A, B…
     for (let run = 0; run < RUNS; run++) {

@@ -20,7 +20,7 @@ import {
 import { designs } from './designs';
 import { ContendedRun, contendedReports, handoffFloors, handoffLatencies } from './process-measures';
 import { format, rate, row, table, times } from './results-table';
-import { measureInSlices, median, percentile } from './slices';
+import { measureInSlices, median, percentile, rateJustBefore } from './slices';
 import { WorkerProcess } from './worker-process';
 
 const SLICES = { rounds: Number(process.env.BENCH_ROUNDS ?? 12), sliceMs: 300 };
@@ -103,9 +103,7 @@ async function contended(runs: number): Promise<ContendedFigures[]> {
   const figures: ContendedFigures[] = [];
   for (let run = 0; run < runs; run++) {
     const limit = await limitContender(1);
-    const limitOne = await measureInSlices([limit], 1, { ...SLICES, rounds: 4 })
-      .then((rates) => rates.get(LIMIT)!)
-      .finally(() => limit.close());
+    const limitOne = await rateJustBefore(limit, SLICES).finally(() => limit.close());
     const [done] = await contendedReports<{ waits: number[] }>('contended-worker.js', [table], CONTENDED);
     const total = done.reduce((sum, { waits }) => sum + waits.length, 0);
     figures.push({
@@ -233,11 +231,8 @@ async function main(): Promise<void> {
     const notified = await handoff('postgres', true, HANDOFF_SAMPLES.notify);
     const [p50, p99] = [percentile(notified, 0.5), percentile(notified, 0.99)];
     row('hand-off with NOTIFY, p50 / p99', `${format(p50, 2)} ms / ${format(p99, 2)} ms`, '', '≤ 3 ms / ≤ 25 ms', p50 <= 3 && p99 <= 25);
-    // Measured next to the hand-off, so that the ratio holds even when the machine's speed drifts.
     const pair = await lockServiceContender(LOCK_SERVICE, 'postgres', 'bench_lock', 1);
-    const pairLatencyMs = await measureInSlices([pair], 1, { ...SLICES, rounds: 4 })
-      .then((rates) => 1000 / rates.get(LOCK_SERVICE)!)
-      .finally(() => pair.close());
+    const pairLatencyMs = 1000 / (await rateJustBefore(pair, SLICES).finally(() => pair.close()));
     row('hand-off p50 against one uncontended pair (c=1)', `pair ${format(pairLatencyMs, 2)} ms`, `${times(p50 / pairLatencyMs)} pair`, '≤ 2 ×', p50 <= 2 * pairLatencyMs);
     const floors = await handoffFloors('handoff-worker.js', ['postgres', usesTable('postgres', 'bench_handoff_lock'), 'notify'], HANDOFF_SAMPLES.notify);
     const [idlePair, notice] = [percentile(floors.pairs, 0.5), percentile(floors.notices, 0.5)];

@@ -45,6 +45,14 @@ export async function measureInSlices(
   return new Map([...rates].map(([label, values]) => [label, median(values)]));
 }
 
+/**
+ * One contender's rate at c=1 now, in pairs per second, from a few slices: taken just before the figure
+ * it is compared with, so that the ratio holds even when the machine's speed drifts during a run.
+ */
+export async function rateJustBefore(contender: Contender, { sliceMs }: { sliceMs: number }): Promise<number> {
+  return (await measureInSlices([contender], 1, { rounds: 4, sliceMs })).get(contender.label)!;
+}
+
 export function percentile(values: number[], fraction: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)];
