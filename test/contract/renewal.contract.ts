@@ -33,6 +33,17 @@ export function renewalContract(context: ContractContext): void {
       expectSecondsLeft(longer!.secondsLeft, 100);
     });
 
+    it('reports the lock it renewed, even when the new lease has run out by the time the answer comes', async () => {
+      for (const byName of [false, true]) {
+        const name = context.name('set-brief');
+        const { owner, fencingToken } = await context.take(context.a, name, { expires: 60 });
+        // One microsecond: over before any store can answer, as a short lease is on a loaded machine.
+        const renewed = await context.b.renew({ name, owner: byName ? null : owner, expires: 0.000001, mode: 'set' });
+        expect(renewed).toMatchObject({ name, owner, fencingToken });
+        expect(renewed!.secondsLeft).toBeLessThanOrEqual(0.001);
+      }
+    });
+
     it('a lock that never expires stays so under extend and add; set gives it an expiry', async () => {
       const name = context.name('forever');
       const { owner } = await context.take(context.a, name, { expires: null });

@@ -93,7 +93,9 @@ export function mysqlStatements({ table, sequence, counter }: MysqlNames, server
         updated_at = ${NOW},
         fencing_token = LAST_INSERT_ID(fencing_token)
       WHERE name = :name AND (:owner IS NULL OR owner = :owner) AND ${LIVE}`,
-    renewed: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND fencing_token = :token AND ${LIVE}`,
+    // Not filtered on liveness: the token names the acquisition just renewed, and a short lease may be
+    // over by the time this runs, as it may be by the time any store's answer arrives.
+    renewed: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND fencing_token = :token`,
     find: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND ${LIVE}`,
     findForUpdate: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE name = :name AND ${LIVE} FOR UPDATE`,
     list: `SELECT ${RECORD_COLUMNS} FROM ${table} WHERE ${LIVE} ORDER BY name`,
