@@ -115,7 +115,11 @@ describeEachDatabase('Lock events', (database) => {
       expect(await releasing).toBe(true);
       expect(await app.locks.unlock(name)).toBe(true);
 
-      expect(log.kinds(name)).toEqual(['acquired', 'released', 'acquired', 'released']);
+      // The holder's release and the waiter's acquisition are published by two instances, each after its
+      // own round trip, so which of the two a subscriber sees first is not fixed.
+      const kinds = log.kinds(name);
+      expect([kinds[0], kinds[3]]).toEqual(['acquired', 'released']);
+      expect(kinds.slice(1, 3).sort()).toEqual(['acquired', 'released']);
       const [, waited] = log.messages(name, 'acquired');
       expect(waited).toMatchObject({ name, fencingToken: lock.fencingToken });
       expect(waited.waited).toBeGreaterThanOrEqual(0.25);
