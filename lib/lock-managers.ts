@@ -36,11 +36,18 @@ export class LockManagers {
    * `LockContext.current()` describes the lock. Application shutdown waits for the run to settle.
    */
   run<T>(name: unknown, options: unknown, work: (manager: LockManager) => T | Promise<T>, caller: string): Promise<LockedRun<T>> {
-    const run = this.holdWhile(name, options, work, caller);
-    this.runs.set(run, String(name));
-    const forget = () => this.runs.delete(run);
-    run.then(forget, forget);
-    return run;
+    return this.track(name, this.holdWhile(name, options, work, caller));
+  }
+
+  /**
+   * Makes shutdown wait for `call` too, from before its first lock is taken: a call that takes more than
+   * one lock (a `@Cron` tick's record, then its lock) must not find the store closed between the two.
+   */
+  track<T>(name: unknown, call: Promise<T>): Promise<T> {
+    this.runs.set(call, String(name));
+    const forget = () => this.runs.delete(call);
+    call.then(forget, forget);
+    return call;
   }
 
   /** Waits for the running work, then releases the managers still open. */

@@ -31,6 +31,8 @@ export class LockOperations {
   private readonly shuttingDown = new AbortController();
   /** Aborted once shutdown has let go of the app's locks and closed the store. */
   private readonly closing = new AbortController();
+  /** Set as the store starts closing: from then on nothing may take a lock through this app. */
+  private closeBegun = false;
   private readonly abandoned: AbandonedLocks;
 
   constructor(
@@ -78,6 +80,7 @@ export class LockOperations {
   /** The wait loop of `acquire`. */
   private async attempt({ request, wait, signal }: AcquireAttempt): Promise<LockEntity | LockedError> {
     signal?.throwIfAborted();
+    if (this.closeBegun) throw new LockMgrError(`Could not acquire lock "${request.name}": the app's lock module has shut down.`);
     const startedAt = performance.now();
     const giveUpAt = startedAt + wait * 1000;
     const shutdown = this.shuttingDown.signal;
@@ -231,6 +234,7 @@ export class LockOperations {
 
   /** The last step of shutting down, once no lock is held through this app any more. */
   async close(): Promise<void> {
+    this.closeBegun = true;
     try {
       await this.abandoned.close();
       await this.dialect.close();

@@ -3,7 +3,7 @@ import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitte
 import { Cron, Interval, ScheduleModule, SchedulerRegistry, Timeout } from '@nestjs/schedule';
 import type { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
-import { LockContext, LockedError, LockLostError, LockService, WithLock } from '../lib';
+import { LockContext, LockedError, LockLostError, LockMgrError, LockService, WithLock } from '../lib';
 import { createLockApp, deferred, dropLockTable, lockTestingModule, sleep, until } from './support/lock-app';
 import { RecordingLogger } from './support/recording-logger';
 import { describeEachDatabase, TestDatabase, uniqueName } from './support/test-databases';
@@ -455,6 +455,32 @@ describeEachDatabase('@WithLock', (database) => {
     it('throws from LockContext.current() outside a locked method', () => {
       expect(() => LockContext.current()).toThrow(/outside a @WithLock method or withLock work/);
     });
+  });
+
+  it('at shutdown, finishes a tick that fired before it, skips one that fires late and refuses other calls, saying why', async () => {
+    const closedIsolation = uniqueName('withlock_closed');
+    const closed = await startApp(database, closedIsolation);
+    try {
+      const closedJobs = closed.app.get(ScheduledJobs);
+      const closedLedger = closed.app.get(Ledger);
+      // A tick that fires as shutdown begins takes two locks (its tick's record, then its lock): shutdown waits for both.
+      const firing = closedJobs.cronAbove();
+      await closed.app.close();
+      await expect(firing).resolves.toBeUndefined();
+      expect(closedJobs.runs.get('cron-above')).toBe(1);
+      // As a timer that fired just before the scheduler stopped, and called the method after the module closed.
+      await expect(closedJobs.cronAbove()).resolves.toBeUndefined();
+      await expect(closedJobs.intervalBelow()).resolves.toBeUndefined();
+      expect(closedJobs.runs.get('cron-above')).toBe(1);
+      expect(closed.logger.lines('debug', 'WithLock')).toEqual(
+        expect.arrayContaining(['Skipped ScheduledJobs.cronAbove: the app is shutting down.', 'Skipped ScheduledJobs.intervalBelow: the app is shutting down.']),
+      );
+      await expect(closedLedger.post()).rejects.toThrow(`Could not acquire lock "ledger": the app's lock module has shut down.`);
+      await expect(closed.locks.getLock('ledger')).rejects.toThrow(LockMgrError);
+      expect(closed.logger.lines('error')).toEqual([]);
+    } finally {
+      await dropLockTable(database, closedIsolation);
+    }
   });
 
   it('uses the LockService of the app that made the instance, when two apps share the process', async () => {

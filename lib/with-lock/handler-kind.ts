@@ -15,13 +15,19 @@ export type HandlerKind = 'skip' | 'http' | 'graphql' | 'rpc' | 'ws' | 'call';
  * @nestjs/websockets (`@SubscribeMessage`) and `RESOLVER_NAME_METADATA` of @nestjs/graphql (`@Query`,
  * `@Mutation`, `@Subscription`, `@ResolveField`).
  */
-const SKIPPING_HANDLER_KEYS = ['SCHEDULER_TYPE', 'EVENT_LISTENER_METADATA'];
+const SCHEDULER_KEY = 'SCHEDULER_TYPE';
+const SKIPPING_HANDLER_KEYS = [SCHEDULER_KEY, 'EVENT_LISTENER_METADATA'];
 const MICROSERVICE_HANDLER_KEY = 'microservices:handler_type';
 const EVENT_PATTERN_HANDLER = 2;
 const WEBSOCKET_MESSAGE_KEY = 'websockets:message_mapping';
 const GRAPHQL_RESOLVER_KEY = 'graphql:resolver_name';
 
 const has = (key: string, handler: object) => Reflect.getMetadata(key, handler) !== undefined;
+
+/** Whether a scheduler of @nestjs/schedule calls the method (`@Cron`, `@Interval`, `@Timeout`). Read at call time. */
+export function isScheduled(handler: object): boolean {
+  return has(SCHEDULER_KEY, handler);
+}
 
 /** Read at call time: the decorators that make a method a handler may come after `@WithLock`. */
 export function handlerKind(handler: object): HandlerKind {

@@ -26,6 +26,12 @@ export function skip(managers: LockManagers, error: LockedError, where: string, 
   return undefined;
 }
 
+/** Skips a scheduled run that fires once the app has begun to shut down: a debug line; the call resolves to undefined. */
+export function skipAtShutdown(where: string): undefined {
+  logger.debug(`Skipped ${where}: the app is shutting down.`);
+  return undefined;
+}
+
 /** Rejects the call as its kind of handler expects. */
 export function whenLocked(behaviour: Exclude<HandlerKind, 'skip'>, error: LockedError): never {
   throw lockedErrorFor(behaviour, error);

@@ -6,7 +6,8 @@ import { checkDataSourceName, checkLockName, checkOneOf, checkOptions } from '..
 import { CronSchedule } from './cron-schedule';
 import { runCronTick } from './cron-tick';
 import { runHoldingObservables } from './observable-run';
-import { skip, whenLocked, whenLockedBehaviour } from './when-locked';
+import { isScheduled } from './handler-kind';
+import { skip, skipAtShutdown, whenLocked, whenLockedBehaviour } from './when-locked';
 
 /** Builds the lock name from the arguments of the call (called with the instance as `this`). */
 export type LockNameFactory = (...methodArguments: any[]) => string;
@@ -56,6 +57,9 @@ function lockManagersProperty(dataSource: string): symbol {
  * lock of its own (`<name>@<fire time>`, kept for three periods), so a timer that fires late, or on a
  * clock that is behind, finds its tick taken and skips. Holds while the instances' timers and clocks
  * are off by up to a period; more than about two periods apart, a tick may run twice.
+ *
+ * Once the app has begun to shut down, a call from `@Cron`, `@Interval` or `@Timeout` is skipped (a
+ * debug line); one that began before is waited for.
  */
 export function WithLock(name: string | LockNameFactory, options?: WithLockOptions): MethodDecorator {
   if (typeof name !== 'function') checkLockName(name, '@WithLock name', Number.MAX_SAFE_INTEGER);
@@ -81,10 +85,13 @@ export function WithLock(name: string | LockNameFactory, options?: WithLockOptio
       const calledAt = performance.now();
       const work = () => method.apply(this, args);
       const caller = `@WithLock of ${where}`;
+      // A scheduler's timer may fire once more while the app shuts down: that is new work, left to the
+      // instances that go on (and to the next tick).
+      if (managers.operations.stopping.aborted && isScheduled(locked)) return skipAtShutdown(where);
       // Read at call time, as the kind of handler is: @Cron may come after this decorator.
       const schedule = CronSchedule.of(locked);
       const run = schedule
-        ? await runCronTick(managers, schedule, lockName, managerOptions, work, caller)
+        ? await managers.track(lockName, runCronTick(managers, schedule, lockName, managerOptions, work, caller))
         : await runHoldingObservables(managers, lockName, managerOptions, work, caller);
       if ('value' in run) return run.value;
       const behaviour = whenLockedBehaviour(onLocked, locked);
