@@ -109,8 +109,8 @@ export class LockOperations {
         }
         const now = performance.now();
         // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
-        if (now >= giveUpAt || shutdown.aborted) return this.endOfWait(request.name, holder, failure);
-        waiting ??= this.dialect.subscribe(request.name);
+        if (now >= giveUpAt || shutdown.aborted) return this.handedOver(waiting, startedAt) ?? this.endOfWait(request.name, holder, failure);
+        waiting ??= this.dialect.subscribe(request.name, request);
         stopWaiting ??= signal ? AbortSignal.any([signal, shutdown]) : shutdown;
         const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(holder ?? null));
         try {
@@ -119,10 +119,20 @@ export class LockOperations {
           if (signal?.aborted && error === signal.reason) throw error;
           return this.endOfWait(request.name, holder, failure);
         }
+        const handedOver = this.handedOver(waiting, startedAt);
+        if (handedOver) return handedOver;
       }
     } finally {
       waiting?.close();
     }
+  }
+
+  /** The handle of a lock a release handed over to the wait, if one did: its lease counts from before the hand-over. */
+  private handedOver(waiting: ReleaseWaiting | undefined, startedAt: number): LockEntity | undefined {
+    const handedOver = waiting?.handedOver?.();
+    if (!handedOver) return undefined;
+    this.announceAcquired(handedOver.lock, startedAt);
+    return this.handle(handedOver.lock, handedOver.requestedAt, performance.now());
   }
 
   /**

@@ -64,7 +64,8 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
 
   /** The places in the queue of `name`, first in line first. */
   function places(name: string): Promise<Place[]> {
-    return app.dataSource.query(`SELECT ticket, lapses_at > now() AS live FROM "${isolation}_queue" WHERE name = $1 ORDER BY ticket`, [name]);
+    // A place handed the lock waits no more: it stays until that lock's release.
+    return app.dataSource.query(`SELECT ticket, lapses_at > now() AS live FROM "${isolation}_queue" WHERE name = $1 AND NOT granted ORDER BY ticket`, [name]);
   }
 
   /** Sends `waiter` to wait for `name`, and resolves once it holds the `place`-th place in the queue. */
@@ -130,7 +131,7 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
     expect(fencing).toEqual([]);
   });
 
-  it("tells each waiter's turn to its app alone, on that app's channel, and only the last release to every app", async () => {
+  it("hands each waiter the lock in its turn, telling its app alone, on that app's channel, and only the last release to every app", async () => {
     const held = await app.locks.getLock('addressed', { expires: 60 });
     const inLine = waiters.slice(0, 3);
     for (const [index, waiter] of inLine.entries()) await beginWaiting(waiter, 'addressed', index + 1, { holdMs: 100 });
@@ -155,7 +156,12 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
       await until(() => heard.length >= 4, 2000).catch(() => undefined);
       // Time for a stray notice to arrive too.
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(heard).toEqual([...queued.map(({ waiter, channel }) => ({ channel, payload: waiter })), { channel: isolation, payload: ' addressed' }]);
+      // A hand-over's notice is the place, then the lock's fencing token, expiry and start in epoch seconds.
+      const handedOver = heard.map(({ channel, payload }) => ({ channel, payload: payload?.replace(/^(\S+) \d+ \d+\.\d+ \d+\.\d+$/, '$1 handed the lock') }));
+      expect(handedOver).toEqual([
+        ...queued.map(({ waiter, channel }) => ({ channel, payload: `${waiter} handed the lock` })),
+        { channel: isolation, payload: ' addressed' },
+      ]);
     } finally {
       await listener.end();
     }
@@ -165,8 +171,12 @@ describeOnDatabase(testDatabase('postgres'), 'Fair waiting across processes', (d
     const [survivor] = waiters;
     const held = await app.locks.getLock('dead', { expires: 60 });
     await beginWaiting(doomed, 'dead', 1);
+    const [{ listener }] = await app.dataSource.query(`SELECT listener FROM "${isolation}_queue" WHERE name = 'dead'`);
     doomed.kill('SIGKILL');
     await doomed.finished;
+    // Dead once the server has seen its connections close: a waiter that dies in the instant of a hand-over
+    // keeps the lock it was handed until its lease ends, as one that dies just after taking a lock does.
+    await until(async () => (await app.dataSource.query('SELECT FROM pg_stat_activity WHERE pid = $1', [listener])).length === 0);
     await app.locks.unlock(held);
     const releasedAt = performance.now();
 

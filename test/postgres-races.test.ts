@@ -1,3 +1,4 @@
+import type { LockService } from '../lib';
 import { createLockApp, dropLockTable, LockApp, sleep, until } from './support/lock-app';
 import { describeOnDatabase, testDatabase, uniqueName } from './support/test-databases';
 
@@ -70,6 +71,40 @@ describeOnDatabase(testDatabase('postgres'), 'Races of PostgreSQL lock operation
     const startedAt = performance.now();
     await other.locks.unlock(await other.locks.getLock('aborted', { wait: 20 }));
     expect(performance.now() - startedAt).toBeLessThan(1000);
+  });
+
+  it('releases a lock handed over to a waiter that gave up in the same moment, so that it is left to nobody', async () => {
+    const held = await holder.locks.getLock('handed', { expires: 60 });
+    const giveUp = new AbortController();
+    const waiting = other.locks.getLock('handed', { wait: 20, signal: giveUp.signal });
+    const blocked = async (statement: string) => {
+      const [{ count }] = await holder.dataSource.query(
+        `SELECT count(*)::int AS count FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+        [`%${statement}%`],
+      );
+      return count as number;
+    };
+    await until(async () => (await holder.dataSource.query(`SELECT FROM "${isolation}_queue" WHERE name = 'handed'`)).length === 1);
+    // The place's row lock, held here, stops the release's hand-over, then the waiter's departure behind it.
+    const blocker = holder.dataSource.createQueryRunner();
+    await blocker.startTransaction();
+    try {
+      await blocker.query(`SELECT FROM "${isolation}_queue" WHERE name = 'handed' FOR UPDATE`);
+      const releasing = holder.locks.unlock(held);
+      await until(async () => (await blocked(`DELETE FROM "${isolation}" WHERE name`)) === 1);
+      giveUp.abort(new Error('gave up'));
+      await expect(waiting).rejects.toThrow('gave up');
+      await until(async () => (await blocked(`DELETE FROM "${isolation}_queue" WHERE waiter`)) === 1);
+      await blocker.commitTransaction();
+      expect(await releasing).toBe(true);
+    } finally {
+      if (blocker.isTransactionActive) await blocker.rollbackTransaction();
+      await blocker.release();
+    }
+    // The hand-over came first: the departure found its place granted, and released the lock.
+    let free: Awaited<ReturnType<LockService['tryLock']>> = null;
+    await until(async () => (free = await holder.locks.tryLock('handed', { expires: 60 })) !== null, 2000);
+    expect(await holder.locks.unlock(free!)).toBe(true);
   });
 
   it('sets locks whose advisory keys collide, concurrently, without deadlocking', async () => {

@@ -64,8 +64,9 @@ export interface LockDialect {
   /**
    * Starts a waiting acquirer's interest in releases of `name`, for the rest of its wait: a release in
    * this process (and, where `announcesReleases`, in any process) ends its current or next sleep.
+   * `request` is what it asks for, should a release hand the lock over to it (its owner token aside).
    */
-  subscribe(name: string): ReleaseWaiting;
+  subscribe(name: string, request: AcquireRequest): ReleaseWaiting;
   /** Ends the store's connections; no call is made after it. */
   close(): Promise<void>;
 }
@@ -149,5 +150,13 @@ export interface ReleaseWaiting {
   readonly place?: string;
   /** Resolves when `name` may have been released (by any process), or after `timeoutMs`; rejects when `signal` aborts. */
   sleep(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * The lock a release handed over to this wait, in a store that hands locks over (PostgreSQL), with a
+   * reading of `performance.now()` from before the hand-over, from which its lease is counted. Taking
+   * it ends the wait; a wait closed without taking it releases it.
+   */
+  handedOver?(): { lock: LockRecord; requestedAt: number } | undefined;
+  /** The owner token of a lock handed over to this wait (its own attempts use others). */
+  readonly owner?: string;
   close(): void;
 }

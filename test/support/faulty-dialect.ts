@@ -103,15 +103,18 @@ export class FaultyDialect implements LockDialect {
     return this.call('setLocks', request.locks.map((lock) => lock.owner), () => this.dialect.setLocks(request));
   }
 
-  subscribe(name: string): ReleaseWaiting {
-    const waiting = this.dialect.subscribe(name);
+  subscribe(name: string, request: AcquireRequest): ReleaseWaiting {
+    const waiting = this.dialect.subscribe(name, request);
     this.openSubscriptions++;
     let closed = false;
     return {
       get place() {
         return waiting.place;
       },
-      sleep: (timeoutMs, signal) => this.call('sleep', [], () => waiting.sleep(timeoutMs, signal)),
+      owner: waiting.owner,
+      // A sleep may end with a lock handed over to the wait: its owner is the wait's.
+      sleep: (timeoutMs, signal) => this.call('sleep', waiting.owner ? [waiting.owner] : [], () => waiting.sleep(timeoutMs, signal)),
+      handedOver: waiting.handedOver && (() => waiting.handedOver!()),
       close: () => {
         if (!closed) this.openSubscriptions--;
         closed = true;

@@ -11,6 +11,13 @@ const PROBE_TIMEOUT_MS = 2000;
 /** Notifications sent on the channel, as the listener checks that they reach it. */
 export type SendNotification = (channel: string, payload: string) => Promise<unknown>;
 
+/** The server session that LISTENs: a release hands a lock over only to a waiter whose app still listens in it. */
+export interface ListenerSession {
+  pid: number;
+  /** When the session started, as the server shows it: with the pid, it names the session, since pids are reused. */
+  started: string;
+}
+
 /** Thrown by `listening()` once notifications were found not to arrive: waiters poll. */
 class NotificationsUnavailable extends Error {}
 
@@ -35,6 +42,8 @@ export class PostgresListener {
   private delivers?: boolean;
   /** Ends the check of the first connection early, at shutdown. */
   private stopCheck?: () => void;
+  /** The session of the open connection, once notifications are known to reach it. */
+  private listeningSession?: ListenerSession;
 
   constructor(
     private readonly createClient: (config: ClientConfig) => Client,
@@ -50,6 +59,11 @@ export class PostgresListener {
     /** Called once if notifications do not arrive: a transaction pooler, whose sessions do not outlive a transaction. */
     private readonly onUndelivered: () => void,
   ) {}
+
+  /** The server session listening now; undefined while the connection is not open. */
+  get session(): ListenerSession | undefined {
+    return this.client ? this.listeningSession : undefined;
+  }
 
   /** False once notifications were found not to arrive; waiters then poll. */
   get available(): boolean {
@@ -93,7 +107,13 @@ export class PostgresListener {
     client.on('error', () => undefined);
     client.on('end', () => this.dropped(client));
     await client.connect();
+    let session: ListenerSession;
     try {
+      // Read first: a release checks that LISTEN was the session's last statement.
+      const { rows } = await client.query<{ pid: number; started: string }>(
+        'SELECT pid, backend_start::text AS started FROM pg_stat_get_activity(pg_backend_pid())',
+      );
+      session = rows[0];
       await client.query(`LISTEN "${this.addressedChannel}"`);
       await client.query(`LISTEN "${this.channel}"`);
     } catch (error) {
@@ -138,6 +158,7 @@ export class PostgresListener {
       }
     }
     this.client = client;
+    this.listeningSession = session;
     this.reconnectDelayMs = 100;
     // Opened for a wait that has ended meanwhile, or at start-up behind a pooler, for the check.
     this.closeWhenIdle();

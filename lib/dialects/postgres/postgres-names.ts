@@ -15,6 +15,8 @@ export interface PostgresNames {
   placesAhead: string;
   handOff: string;
   served: string;
+  /** The hand-off function of earlier builds, which only told the first waiter its turn: dropped where it is found. */
+  earlierHandOff: string;
 }
 
 /** Quoted, schema-qualified names of the lock table, its fencing-token sequence, its trigger and its queue of waiters. */
@@ -28,7 +30,8 @@ export function postgresNames(tableName: string, schema: string | undefined): Po
     queue: `${prefix}"${tableName}_queue"`,
     queueIndex: `${tableName}_queue_name`,
     placesAhead: `${prefix}"${tableName}_places_ahead"`,
-    handOff: `${prefix}"${tableName}_hand_off"`,
+    handOff: `${prefix}"${tableName}_hand_over"`,
+    earlierHandOff: `${prefix}"${tableName}_hand_off"`,
     served: `${prefix}"${tableName}_served"`,
   };
 }

@@ -1,7 +1,17 @@
+import { drawFencingToken } from './postgres-fencing-token';
 import type { PostgresNames } from './postgres-names';
 
-/** A live place, by the database's clock. */
-export const PLACED = 'lapses_at > clock_timestamp()';
+/** A live place still waiting, by the database's clock (of the queue row `alias`, if given). A granted place waits no more. */
+export function placed(alias?: string): string {
+  const column = alias ? `${alias}.` : '';
+  return `(${column}lapses_at > clock_timestamp() AND NOT ${column}granted)`;
+}
+
+/**
+ * How recently a place must have been renewed to be handed the lock, in seconds before it lapses: its
+ * process renewed it within the last second (renewals come every half second), so it was not frozen.
+ */
+const HAND_OVER_FRESHNESS = 1;
 
 /**
  * The columns and values (after the name) of the free, flagged row that a name keeps while waiters have
@@ -18,7 +28,7 @@ export const FREE_ROW_VALUES = "'', 'epoch', clock_timestamp(), clock_timestamp(
  * that meets no waiter, where it would cost every lock operation some of its throughput. Each is
  * volatile, so its statements see what committed after the calling statement began.
  */
-export function queueFunctions({ table, queue, placesAhead, handOff, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
+export function queueFunctions({ table, sequence, queue, placesAhead, handOff, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
   const functions = [
     {
       // Whether a live place of the name comes before the caller's `place` (none: after every place).
@@ -28,38 +38,66 @@ export function queueFunctions({ table, queue, placesAhead, handOff, served }: P
       returns: 'boolean',
       body: `
       BEGIN
-        RETURN EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = lock_name AND ahead.${PLACED}
+        RETURN EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = lock_name AND ${placed('ahead')}
           AND ahead.ticket < coalesce((SELECT own.ticket FROM ${queue} AS own WHERE own.waiter = place), ${Number.MAX_SAFE_INTEGER}));
       END
     `,
     },
     {
-      // A release of a flagged row: the name keeps a free, flagged row for the first live place, whose
-      // waiter's app alone is notified, on the channel it listens on (payload: the place); with no live
-      // place, every waiter of the name is, on the table's channel (payload " <name>"), since one may
-      // have flagged the row after its place was read. Resolves the first place, if any.
+      // A release of a flagged row hands the lock over to the first live place, in this transaction, when
+      // its app is alive and listening: its listener's session is idle after LISTEN (the same session:
+      // same pid and start), and the place was renewed within the last second. The place is marked
+      // granted, not deleted, so that a waiter leaving at the same time finds it granted and releases
+      // the lock (see `leave`); the notice carries the lock (place, token, expiry and start in epoch
+      // seconds), and so does the result, for a waiter of the releasing app. Otherwise the name keeps a
+      // free, flagged row for that place, whose app alone is notified (payload: the place), and takes
+      // the lock itself; with no live place, every waiter of the name is, on the table's channel
+      // (payload " <name>"), since one may have flagged the row after its place was read.
       name: handOff,
-      parameters: 'lock_name varchar, broadcast_channel text',
-      types: 'varchar, text',
-      returns: 'uuid',
+      parameters: 'lock_name varchar, broadcast_channel text, released_owner varchar',
+      types: 'varchar, text, varchar',
+      returns: 'text',
       body: `
       DECLARE
-        first_place uuid;
-        first_channel text;
+        first ${queue}%ROWTYPE;
+        lock_row record;
+        grant_notice text;
       BEGIN
-        SELECT waiter, channel INTO first_place, first_channel FROM ${queue} AS place
-          WHERE name = lock_name AND ${PLACED} ORDER BY ticket LIMIT 1;
-        IF first_place IS NOT NULL THEN
+        -- The place of a lock handed over goes with its release (the lock is flagged, so that its release
+        -- comes here), so that places granted long ago never pile up ahead of the live ones (one its
+        -- waiter left went then; one whose lock expired lapses).
+        DELETE FROM ${queue} WHERE name = lock_name AND granted AND owner = released_owner;
+        SELECT * INTO first FROM ${queue} AS place WHERE name = lock_name AND ${placed('place')} ORDER BY ticket LIMIT 1;
+        IF broadcast_channel IS NOT NULL AND first.owner IS NOT NULL AND first.channel IS NOT NULL
+          AND first.lapses_at > clock_timestamp() + interval '${HAND_OVER_FRESHNESS} second'
+          AND EXISTS (SELECT FROM pg_stat_get_activity(first.listener) AS session WHERE session.state = 'idle'
+            AND session.query LIKE 'LISTEN%' AND session.backend_start = first.listener_started) THEN
+          UPDATE ${queue} SET granted = true WHERE waiter = first.waiter AND ${placed()};
+          IF FOUND THEN
+            INSERT INTO ${table} (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token, waiting)
+              SELECT lock_name, first.owner, first.locked_by, first.lock_process, at + first.expires * interval '1 second', at, at,
+                ${drawFencingToken(sequence)}, true
+              FROM clock_timestamp() AS at
+              RETURNING fencing_token, locked_until, created_at INTO lock_row;
+            grant_notice := concat_ws(' ', first.waiter, lock_row.fencing_token,
+              coalesce(extract(epoch FROM lock_row.locked_until)::text, ''), extract(epoch FROM lock_row.created_at));
+            PERFORM pg_notify(first.channel, grant_notice);
+            RETURN grant_notice;
+          END IF;
+          -- The place left meanwhile: the next one is served as below.
+          SELECT * INTO first FROM ${queue} AS place WHERE name = lock_name AND ${placed('place')} ORDER BY ticket LIMIT 1;
+        END IF;
+        IF first.waiter IS NOT NULL THEN
           INSERT INTO ${table} ${FREE_ROW} VALUES (lock_name, ${FREE_ROW_VALUES});
         END IF;
         IF broadcast_channel IS NULL THEN
           NULL;
-        ELSIF first_place IS NULL THEN
+        ELSIF first.waiter IS NULL THEN
           PERFORM pg_notify(broadcast_channel, ' ' || lock_name);
-        ELSIF first_channel IS NOT NULL THEN
-          PERFORM pg_notify(first_channel, first_place::text);
+        ELSIF first.channel IS NOT NULL THEN
+          PERFORM pg_notify(first.channel, first.waiter::text);
         END IF;
-        RETURN first_place;
+        RETURN first.waiter::text;
       END
     `,
     },
@@ -96,17 +134,26 @@ export function queueStatements(names: PostgresNames): string[] {
       waiter uuid PRIMARY KEY,
       ticket bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
       name text NOT NULL,
-      lapses_at timestamp with time zone NOT NULL,
-      channel text
+      lapses_at timestamp with time zone NOT NULL
     )`,
-    // A queue made before places named their app's channel.
-    `ALTER TABLE ${names.queue} ADD COLUMN IF NOT EXISTS channel text`,
+    // The columns of later versions, for a queue made by an earlier one: the channel of the place's app;
+    // what a lock handed over to the place is made of (its owner token, holder, process and lease in
+    // seconds, null: none); the session of the app's listener (pid and start); and whether it was handed the lock.
+    `ALTER TABLE ${names.queue} ADD COLUMN IF NOT EXISTS channel text, ADD COLUMN IF NOT EXISTS owner text,
+      ADD COLUMN IF NOT EXISTS locked_by text, ADD COLUMN IF NOT EXISTS lock_process integer,
+      ADD COLUMN IF NOT EXISTS expires float8, ADD COLUMN IF NOT EXISTS listener integer,
+      ADD COLUMN IF NOT EXISTS listener_started timestamp with time zone, ADD COLUMN IF NOT EXISTS granted boolean NOT NULL DEFAULT false`,
     `CREATE INDEX IF NOT EXISTS "${names.queueIndex}" ON ${names.queue} (name, ticket)`,
+    `DROP FUNCTION IF EXISTS ${names.earlierHandOff}(varchar, text)`,
     ...queueFunctions(names).map(({ definition }) => definition),
   ];
 }
 
 /** What the migration's `down` drops of the queue, which is nestjs-lockmgr's alone, whoever made the lock table. */
 export function queueRevertStatements(names: PostgresNames): string[] {
-  return [`DROP TABLE IF EXISTS ${names.queue}`, ...queueFunctions(names).map(({ signature }) => `DROP FUNCTION IF EXISTS ${signature}`)];
+  return [
+    `DROP TABLE IF EXISTS ${names.queue}`,
+    ...queueFunctions(names).map(({ signature }) => `DROP FUNCTION IF EXISTS ${signature}`),
+    `DROP FUNCTION IF EXISTS ${names.earlierHandOff}(varchar, text)`,
+  ];
 }

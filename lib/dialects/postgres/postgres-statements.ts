@@ -1,5 +1,5 @@
 import { drawFencingToken } from './postgres-fencing-token';
-import { FREE_ROW, FREE_ROW_VALUES, PLACED } from './postgres-queue.schema';
+import { FREE_ROW, FREE_ROW_VALUES, placed } from './postgres-queue.schema';
 import type { PostgresNames } from './postgres-names';
 
 const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
@@ -46,66 +46,78 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       WHERE NOT EXISTS (SELECT FROM acquired)`,
     // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
     // transactions, so a release that always notified would lose much of its throughput. The hand-off
-    // function notifies the first live place on its app's own channel, so that only that app wakes and
-    // only that waiter tries again, and keeps a free, flagged row for it; with no live place, every
-    // waiter of the name, since one may have flagged the row before it had a place to read.
+    // function serves the first live place: it hands the lock over to it, or keeps a free, flagged row
+    // for it, and notifies its app alone, on that app's own channel; with no live place, it notifies
+    // every waiter of the name, since one may have flagged the row before it had a place to read.
+    // `next` is what the first place's app is told (see `queueFunctions`).
     // A release does not wait for its commit to reach the disk (synchronous_commit off, for this
     // statement only): if the database crashed before the flush, the lock would stay held until its
     // lease ended, which delays others but never lets two hold it. The next acquisition's durable
     // commit flushes the release with it, since the log is written in order.
     release: `WITH released AS (
         DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2)
-        RETURNING locked_until, waiting
+        RETURNING locked_until, waiting, owner
       ), next AS (
-        SELECT ${handOff}($1, $3::text) AS waiter FROM released WHERE waiting
+        SELECT ${handOff}($1, $3::text, owner) AS waiter FROM released WHERE waiting
       )
       SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT waiter FROM next) AS next,
         set_config('synchronous_commit', 'off', true) AS synchronous_commit
       FROM released`,
     // A waiter takes its place at the end of the queue (or renews it, if it has one: the waiter names its
     // place, so a place whose answer was lost is found again), and flags the name's row, making a free,
-    // flagged one if there is none. The waiter's app already LISTENs, on `$4` (null: it cannot). The
-    // upsert meets the newest version of the row, under its row lock, so it sees what any release or
-    // acquisition committed before it, and those after it see the flag: a release then notifies the
-    // first place, and an acquisition keeps the flag. It answers whether the row is held (with its
-    // lease), and whether places come first.
+    // flagged one if there is none. The waiter's app already LISTENs, on `$4` (null: it cannot), in the
+    // session `$9` (pid) started at `$10`; `$5` to `$8` make the lock a release may hand over to the place
+    // (owner token, holder, process, lease). The upsert meets the newest version of the row, under its
+    // row lock, so it sees what any release or acquisition committed before it, and those after it see
+    // the flag: a release then serves the first place, and an acquisition keeps the flag. It answers
+    // whether the row is held (with its lease), whether places come first, and whether the place was
+    // handed the lock already (it is never taken again then: its upsert returns nothing).
     // Losing a flag or a place in a crash only costs a NOTIFY (the waiter still polls), so neither waits for the disk.
     enqueue: `WITH place AS (
-        INSERT INTO ${queue} (waiter, name, lapses_at, channel)
-        VALUES ($2::uuid, $1::varchar, clock_timestamp() + $3::float8 * interval '1 second', $4::text)
-        ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at, channel = excluded.channel
+        INSERT INTO ${queue} AS place (waiter, name, lapses_at, channel, owner, locked_by, lock_process, expires, listener, listener_started)
+        VALUES ($2::uuid, $1::varchar, clock_timestamp() + $3::float8 * interval '1 second', $4::text,
+          $5::text, $6::text, $7::int, $8::float8, $9::int, $10::timestamptz)
+        ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at, channel = excluded.channel,
+          listener = excluded.listener, listener_started = excluded.listener_started
+        WHERE NOT place.granted
         RETURNING ticket
       ), flagged AS (
         INSERT INTO ${table} ${FREE_ROW} VALUES ($1::varchar, ${FREE_ROW_VALUES})
         ON CONFLICT (name) DO UPDATE SET waiting = true
         RETURNING ${LIVE} AS held, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
       )
-      SELECT held, seconds_left,
-        EXISTS (SELECT FROM ${queue} WHERE name = $1 AND ticket < (SELECT ticket FROM place) AND ${PLACED}) AS queued,
+      SELECT held, seconds_left, NOT EXISTS (SELECT FROM place) AS granted,
+        EXISTS (SELECT FROM ${queue} AS ahead WHERE name = $1 AND ticket < (SELECT ticket FROM place) AND ${placed('ahead')}) AS queued,
         set_config('synchronous_commit', 'off', true) AS synchronous_commit
       FROM flagged`,
+    // The lock a release handed over to a place, read by its owner token, once the place is seen granted
+    // (the notice of the hand-over may be lost, like any notice): none if it was force-released or ran out.
+    handedOver: `SELECT fencing_token, locked_until, created_at FROM ${table} WHERE name = $1::varchar AND owner = $2::varchar AND ${LIVE}`,
     // Each process renews its waiters' places in one statement, and learns which of them are first in
     // line for a free name: a notice lost (or never sent, as when the waiter ahead died) delays them by
-    // one heartbeat at most. A place missing here was lost; its waiter takes a new one.
+    // one heartbeat at most. A place missing here was lost; its waiter takes a new one. A place seen
+    // granted was handed the lock.
     renewPlaces: `WITH kept AS (
         UPDATE ${queue} SET lapses_at = clock_timestamp() + $2::float8 * interval '1 second' WHERE waiter = ANY($1::uuid[])
-        RETURNING waiter, ticket, name
+        RETURNING waiter, ticket, name, granted
       )
-      SELECT waiter, NOT EXISTS (SELECT FROM ${table} WHERE name = kept.name AND ${LIVE})
-        AND NOT EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = kept.name AND ahead.ticket < kept.ticket AND ahead.${PLACED}) AS due
+      SELECT waiter, granted, NOT granted AND NOT EXISTS (SELECT FROM ${table} WHERE name = kept.name AND ${LIVE})
+        AND NOT EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = kept.name AND ahead.ticket < kept.ticket AND ${placed('ahead')}) AS due
       FROM kept`,
     // A waiter that gives up leaves its place; if the name is free, the next live place is told at once
-    // (as a release tells it), since the notice of the last release may have been addressed to the one leaving.
+    // (as a release tells it), since the notice of the last release may have been addressed to the one
+    // leaving. A place found granted was handed the lock: its waiter releases it next (in a statement of
+    // its own, whose snapshot shows the lock of a hand-over that this one waited for).
     leave: `WITH gone AS (
-        DELETE FROM ${queue} WHERE waiter = $1::uuid RETURNING name
+        DELETE FROM ${queue} WHERE waiter = $1::uuid RETURNING name, granted
       ), next AS (
-        SELECT place.waiter, place.channel FROM gone JOIN ${queue} AS place ON place.name = gone.name AND place.${PLACED} AND place.waiter <> $1
-        WHERE NOT EXISTS (SELECT FROM ${table} WHERE name = gone.name AND ${LIVE})
+        SELECT place.waiter, place.channel FROM gone JOIN ${queue} AS place ON place.name = gone.name AND ${placed('place')} AND place.waiter <> $1
+        WHERE NOT gone.granted AND NOT EXISTS (SELECT FROM ${table} WHERE name = gone.name AND ${LIVE})
         ORDER BY place.ticket LIMIT 1
       ), notified AS (
         SELECT pg_notify(channel, waiter::text) FROM next WHERE $2::boolean AND channel IS NOT NULL
       )
-      SELECT waiter, (SELECT count(*) FROM notified) AS notified FROM next`,
+      SELECT gone.granted, next.waiter, (SELECT count(*) FROM notified) AS notified FROM gone LEFT JOIN next ON true`,
     renew: `UPDATE ${table} AS held SET
         locked_until = CASE
           WHEN $3::text = 'set' THEN clock_timestamp() + $4::float8 * interval '1 second'
@@ -127,7 +139,7 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       DELETE FROM ${table} AS expired WHERE name IN (
         SELECT name FROM ${table} WHERE locked_until <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED
       ) AND locked_until <= clock_timestamp()
-        AND NOT (waiting AND EXISTS (SELECT FROM ${queue} WHERE name = expired.name AND ${PLACED}))`,
+        AND NOT (waiting AND EXISTS (SELECT FROM ${queue} AS place WHERE name = expired.name AND ${placed('place')}))`,
     // In the order of their keys, not of the names: two calls with names whose 32-bit keys collide would
     // otherwise take them in opposite orders. PostgreSQL calls the volatile lock function after the sort.
     lockNames: `SELECT pg_advisory_xact_lock($1::int, key)

@@ -80,10 +80,12 @@ export class PostgresDialect implements LockDialect {
     this.sql = postgresStatements(names);
     this.postgres = createPostgresPool(dataSource, options);
     this.pool = this.postgres.pool;
-    this.queue = new PostgresQueue(
-      async (waiters) => (await this.run(this.pool, 'renewPlaces', [waiters, PLACE_LAPSE_SECONDS])).rows,
-      async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.announcesReleases])).rows[0]?.waiter ?? null,
-    );
+    this.queue = new PostgresQueue({
+      renew: async (waiters) => (await this.run(this.pool, 'renewPlaces', [waiters, PLACE_LAPSE_SECONDS])).rows,
+      leave: async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.announcesReleases])).rows[0],
+      handedOver: async (place) => (await this.run(this.pool, 'handedOver', [place.request.name, place.owner])).rows[0],
+      release: (place) => this.release({ name: place.request.name, owner: place.owner }),
+    });
     if (options.notify) {
       // The listener only LISTENs: it needs no statement limit, which a pooler would refuse.
       const { statement_timeout: _, ...session } = this.postgres.connection;
@@ -93,7 +95,7 @@ export class PostgresDialect implements LockDialect {
         this.channel,
         this.addressedChannel,
         (notice) => this.noticed(notice),
-        (waiter) => this.queue.wake(waiter),
+        (notice) => this.queue.deliver(notice),
         () => waiters.wakeAll(),
         (channel, payload) => this.pool.query('SELECT pg_notify($1, $2)', [channel, payload]),
         () => new Logger('LockMgrModule').warn(UNDELIVERED_WARNING),
@@ -204,7 +206,7 @@ export class PostgresDialect implements LockDialect {
     const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.notifyChannel]);
     const [{ released, next }] = rows;
     // Waiters of this process hear at once, without the round trip of the notice.
-    if (released > 0 && next !== null) this.queue.wake(next);
+    if (released > 0 && next !== null) this.queue.deliver(next);
     else if (released > 0) this.waiters.wake(request.name);
     return released > 0;
   }
@@ -261,37 +263,35 @@ export class PostgresDialect implements LockDialect {
     }, this.transactionLimitMs);
   }
 
-  subscribe(name: string): ReleaseWaiting {
+  subscribe(name: string, request: AcquireRequest): ReleaseWaiting {
     const subscription = this.waiters.subscribe(name);
     const listener = this.listener?.available ? this.listener : undefined;
     const stopUsing = listener?.use();
-    const place = this.queue.join(subscription);
+    const place = this.queue.join(subscription, request);
     // Listen first, then take the place and flag the row, so the holder's release cannot slip between them unannounced.
     // Without notices (they do not arrive, or the listener cannot connect yet) the place still counts, found by renewals.
     const announce = async () => {
       await listener?.listening().catch(() => undefined);
       // A wake-up may have ended the sleep while the listener connected, and the wait with it.
       if (place.over) return 0;
-      const { rows } = await this.run(this.pool, 'enqueue', [name, place.waiter, PLACE_LAPSE_SECONDS, this.announcesReleases ? this.addressedChannel : null]);
-      const [row] = rows;
-      place.taken();
+      const sentAt = performance.now();
+      const channel = this.announcesReleases ? this.addressedChannel : null;
+      const [row] = (await this.run(this.pool, 'enqueue', place.announcement(channel, listener?.session))).rows;
+      if (row.granted) {
+        await this.queue.fetchHandedOver(place);
+        return Infinity;
+      }
+      place.taken(sentAt);
       // A free name: the first in line tries at once; the others are told when their turn comes.
       if (!row.held) return row.queued ? Infinity : 0;
       // Wake when the lease ends too: an expiry announces nothing.
       return untilLeaseEnds(row.seconds_left);
     };
-    return {
-      place: place.waiter,
-      sleep: (timeoutMs, signal) => subscription.sleep(timeoutMs, signal, announce),
-      close: () => {
-        subscription.close();
-        place.close();
-        stopUsing?.();
-      },
-    };
+    return place.waiting(announce, stopUsing);
   }
 
   async close(): Promise<void> {
+    await this.queue.settle();
     await this.listener?.close();
     await this.pool.end();
   }
