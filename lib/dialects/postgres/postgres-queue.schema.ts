@@ -28,7 +28,7 @@ export const FREE_ROW_VALUES = "'', 'epoch', clock_timestamp(), clock_timestamp(
  * that meets no waiter, where it would cost every lock operation some of its throughput. Each is
  * volatile, so its statements see what committed after the calling statement began.
  */
-export function queueFunctions({ table, sequence, queue, placesAhead, handOff, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
+export function queueFunctions({ table, sequence, queue, placesAhead, handOver, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
   const functions = [
     {
       // Whether a live place of the name comes before the caller's `place` (none: after every place).
@@ -53,7 +53,7 @@ export function queueFunctions({ table, sequence, queue, placesAhead, handOff, s
       // free, flagged row for that place, whose app alone is notified (payload: the place), and takes
       // the lock itself; with no live place, every waiter of the name is, on the table's channel
       // (payload " <name>"), since one may have flagged the row after its place was read.
-      name: handOff,
+      name: handOver,
       parameters: 'lock_name varchar, broadcast_channel text, released_owner varchar',
       types: 'varchar, text, varchar',
       returns: 'text',

@@ -7,7 +7,7 @@ const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, loc
   EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
 
 /** The statements of every lock operation, built once per table. */
-export function postgresStatements({ table, sequence, queue, placesAhead, handOff, served }: PostgresNames) {
+export function postgresStatements({ table, sequence, queue, placesAhead, handOver, served }: PostgresNames) {
   return {
     // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
     // no other acquisition of the name can draw a token and be granted in between, so tokens of a
@@ -45,7 +45,7 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
       FROM (SELECT) AS one LEFT JOIN ${table} AS held ON held.name = $1
       WHERE NOT EXISTS (SELECT FROM acquired)`,
     // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
-    // transactions, so a release that always notified would lose much of its throughput. The hand-off
+    // transactions, so a release that always notified would lose much of its throughput. The hand-over
     // function serves the first live place: it hands the lock over to it, or keeps a free, flagged row
     // for it, and notifies its app alone, on that app's own channel; with no live place, it notifies
     // every waiter of the name, since one may have flagged the row before it had a place to read.
@@ -53,15 +53,20 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOf
     // A release does not wait for its commit to reach the disk (synchronous_commit off, for this
     // statement only): if the database crashed before the flush, the lock would stay held until its
     // lease ended, which delays others but never lets two hold it. The next acquisition's durable
-    // commit flushes the release with it, since the log is written in order.
+    // commit flushes the release with it, since the log is written in order. A release that handed the
+    // lock over (its notice has a space) commits an acquisition, which waits for the disk, and for a
+    // synchronous standby, as every acquisition does: lost, the waiter would believe it holds a lock
+    // that the database gives to another once the earlier lease ends.
     release: `WITH released AS (
         DELETE FROM ${table} WHERE name = $1::varchar AND ($2::varchar IS NULL OR owner = $2)
         RETURNING locked_until, waiting, owner
       ), next AS (
-        SELECT ${handOff}($1, $3::text, owner) AS waiter FROM released WHERE waiting
+        SELECT ${handOver}($1, $3::text, owner) AS waiter FROM released WHERE waiting
       )
       SELECT count(*) FILTER (WHERE ${LIVE})::int AS released, (SELECT waiter FROM next) AS next,
-        set_config('synchronous_commit', 'off', true) AS synchronous_commit
+        set_config('synchronous_commit',
+          CASE WHEN strpos(coalesce((SELECT waiter FROM next), ''), ' ') > 0 THEN current_setting('synchronous_commit') ELSE 'off' END,
+          true) AS synchronous_commit
       FROM released`,
     // A waiter takes its place at the end of the queue (or renews it, if it has one: the waiter names its
     // place, so a place whose answer was lost is found again), and flags the name's row, making a free,
