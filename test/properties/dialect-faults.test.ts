@@ -52,8 +52,12 @@ describeEachDatabase('Faults at any call of the dialect', (database) => {
           app.dialect.arm(new Map<number, Fault>([[planned.call, planned.fault]]));
           for (const step of steps) await scenario.run(step);
         } finally {
-          await scenario.finish();
-          await app.close();
+          // Closed even when the clean-up fails: an app left open would outlive the suite.
+          try {
+            await scenario.finish();
+          } finally {
+            await app.close();
+          }
         }
         // Timers cleared as the app closed are reported destroyed a moment later.
         await sleep(50);
