@@ -110,7 +110,7 @@ export class LockOperations {
         const now = performance.now();
         // An app that is shutting down stops waiting, so that it neither takes up new work nor delays its exit.
         if (now >= giveUpAt || shutdown.aborted) return this.handedOver(waiting, startedAt) ?? this.endOfWait(request.name, holder, failure);
-        waiting ??= this.dialect.subscribe(request.name, request);
+        waiting ??= this.dialect.subscribe(request);
         stopWaiting ??= signal ? AbortSignal.any([signal, shutdown]) : shutdown;
         const pause = Math.min(giveUpAt - now, this.pollDelay(attempt), this.untilExpiry(holder ?? null));
         try {

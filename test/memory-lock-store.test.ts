@@ -96,7 +96,7 @@ describe('MemoryDialect', () => {
   it('ends waiting sleeps when the clock advances, so a waiter sees a lease end at once', async () => {
     await dialect.acquire(request('lease', 600));
     const other = new MemoryDialect(store);
-    const waiting = other.subscribe('lease');
+    const waiting = other.subscribe(request('lease'));
     try {
       const sleeping = waiting.sleep(20_000);
       await sleep(20);
@@ -114,7 +114,7 @@ describe('MemoryDialect', () => {
     await dialect.close();
     await expect(dialect.acquire(request('closed'))).rejects.toThrow('This connection to the in-memory lock store is closed: acquire cannot run after close().');
     await expect(dialect.list()).rejects.toThrow(/is closed: list cannot run/);
-    expect(() => dialect.subscribe('closed')).toThrow(/is closed: subscribe cannot run/);
+    expect(() => dialect.subscribe(request('closed'))).toThrow(/is closed: subscribe cannot run/);
     // Other instances on the store go on.
     expect((await new MemoryDialect(store).acquire(request('closed'))).acquired).toBe(true);
   });

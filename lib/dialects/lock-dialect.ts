@@ -64,9 +64,10 @@ export interface LockDialect {
   /**
    * Starts a waiting acquirer's interest in releases of `name`, for the rest of its wait: a release in
    * this process (and, where `announcesReleases`, in any process) ends its current or next sleep.
-   * `request` is what it asks for, should a release hand the lock over to it (its owner token aside).
+   * `request` is the acquisition that waits: what it asks for, should a release hand the lock over to it
+   * (its owner token aside).
    */
-  subscribe(name: string, request: AcquireRequest): ReleaseWaiting;
+  subscribe(request: AcquireRequest): ReleaseWaiting;
   /** Ends the store's connections; no call is made after it. */
   close(): Promise<void>;
 }

@@ -174,7 +174,7 @@ export class MemoryDialect implements LockDialect {
     });
   }
 
-  subscribe(name: string): ReleaseWaiting {
+  subscribe({ name }: AcquireRequest): ReleaseWaiting {
     this.checkOpen('subscribe');
     const subscription = this.store.waiters.subscribe(name);
     // A jump of the clock may have ended the lease a waiter sleeps on: it looks again at once.

@@ -17,7 +17,7 @@ export function releaseWaitingContract(context: ContractContext): void {
     it('ends a sleep at once when this instance releases the name', async () => {
       const name = context.name('wake');
       const { owner } = await context.take(context.a, name);
-      const waiting = context.a.subscribe(name, context.request(name));
+      const waiting = context.a.subscribe(context.request(name));
       try {
         const sleeping = waiting.sleep(LONG_SLEEP_MS);
         const releasing = context.a.release({ name, owner });
@@ -31,7 +31,7 @@ export function releaseWaitingContract(context: ContractContext): void {
     it('keeps a release that comes between sleeps for the next sleep', async () => {
       const name = context.name('between');
       const { owner } = await context.take(context.a, name);
-      const waiting = context.a.subscribe(name, context.request(name));
+      const waiting = context.a.subscribe(context.request(name));
       try {
         expect(await context.a.release({ name, owner })).toBe(true);
         expect(await settleTime(waiting.sleep(LONG_SLEEP_MS))).toBeLessThan(PROMPTLY_MS);
@@ -45,7 +45,7 @@ export function releaseWaitingContract(context: ContractContext): void {
         expect(context.b.announcesReleases).toBe(true);
         const name = context.name('wake-elsewhere');
         const { owner } = await context.take(context.a, name);
-        const waiting = context.b.subscribe(name, context.request(name));
+        const waiting = context.b.subscribe(context.request(name));
         try {
           let woken = false;
           const sleeping = waiting.sleep(LONG_SLEEP_MS).then(() => (woken = true));
@@ -63,7 +63,7 @@ export function releaseWaitingContract(context: ContractContext): void {
     it('ends a sleep after its timeout when nothing is released', async () => {
       const name = context.name('timeout');
       await context.take(context.a, name);
-      const waiting = context.b.subscribe(name, context.request(name));
+      const waiting = context.b.subscribe(context.request(name));
       try {
         const slept = await settleTime(waiting.sleep(150));
         expect(slept).toBeGreaterThanOrEqual(140);
@@ -76,7 +76,7 @@ export function releaseWaitingContract(context: ContractContext): void {
     it('rejects a sleep with the reason of its signal, aborted before or during it', async () => {
       const name = context.name('abort');
       await context.take(context.a, name);
-      const waiting = context.b.subscribe(name, context.request(name));
+      const waiting = context.b.subscribe(context.request(name));
       try {
         const reason = new Error('stop waiting');
         await expect(waiting.sleep(LONG_SLEEP_MS, AbortSignal.abort(reason))).rejects.toBe(reason);

@@ -103,8 +103,8 @@ export class FaultyDialect implements LockDialect {
     return this.call('setLocks', request.locks.map((lock) => lock.owner), () => this.dialect.setLocks(request));
   }
 
-  subscribe(name: string, request: AcquireRequest): ReleaseWaiting {
-    const waiting = this.dialect.subscribe(name, request);
+  subscribe(request: AcquireRequest): ReleaseWaiting {
+    const waiting = this.dialect.subscribe(request);
     this.openSubscriptions++;
     let closed = false;
     return {

@@ -244,7 +244,7 @@ export class MysqlDialect implements LockDialect {
     });
   }
 
-  subscribe(name: string): ReleaseWaiting {
+  subscribe({ name }: AcquireRequest): ReleaseWaiting {
     const subscription = this.waiters.subscribe(name);
     const watcher = this.watcher;
     if (!watcher) return subscription;

@@ -263,8 +263,8 @@ export class PostgresDialect implements LockDialect {
     }, this.transactionLimitMs);
   }
 
-  subscribe(name: string, request: AcquireRequest): ReleaseWaiting {
-    const subscription = this.waiters.subscribe(name);
+  subscribe(request: AcquireRequest): ReleaseWaiting {
+    const subscription = this.waiters.subscribe(request.name);
     const listener = this.listener?.available ? this.listener : undefined;
     const stopUsing = listener?.use();
     const place = this.queue.join(subscription, request);

@@ -254,7 +254,7 @@ export class SqliteDialect implements LockDialect {
    * A wait that another process's release ends at once, through the watch on the write-ahead log.
    * The watch starts before the lock is looked at, so a release between the two still wakes it.
    */
-  subscribe(name: string): ReleaseWaiting {
+  subscribe({ name }: AcquireRequest): ReleaseWaiting {
     const subscription = this.waiters.subscribe(name);
     const watcher = this.walWatcher;
     if (!watcher) return subscription;
