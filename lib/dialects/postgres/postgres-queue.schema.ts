@@ -136,7 +136,7 @@ export function queueStatements(names: PostgresNames): string[] {
       name text NOT NULL,
       lapses_at timestamp with time zone NOT NULL
     )`,
-    // The columns of later versions, for a queue made by an earlier one: the channel of the place's app;
+    // The other columns, added apart so that a queue made by an earlier build gains them too: the channel of the place's app;
     // what a lock handed over to the place is made of (its owner token, holder, process and lease in
     // seconds, null: none); the session of the app's listener (pid and start); and whether it was handed the lock.
     `ALTER TABLE ${names.queue} ADD COLUMN IF NOT EXISTS channel text, ADD COLUMN IF NOT EXISTS owner text,

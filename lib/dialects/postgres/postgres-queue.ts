@@ -226,8 +226,7 @@ export class QueuePlace {
   /** The lock handed over to the place, if any: taking it ends the wait. */
   claim(): HandedLock | undefined {
     if (!this.handed || this.ended) return undefined;
-    this.ended = 'served';
-    this.remove(false);
+    this.served();
     return this.handed;
   }
 
