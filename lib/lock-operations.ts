@@ -92,7 +92,7 @@ export class LockOperations {
     try {
       for (let attempt = 0; ; attempt++) {
         // A token per attempt: the clean-up of a failed attempt must never release the lock of a later one.
-        const attemptRequest = attempt === 0 ? request : { ...request, owner: randomUUID(), place: waiting?.place };
+        const attemptRequest = attempt === 0 ? { ...request, waits: giveUpAt > startedAt } : { ...request, owner: randomUUID(), place: waiting?.place };
         const requestedAt = this.elapsed();
         const sentAt = performance.now();
         try {
@@ -102,6 +102,7 @@ export class LockOperations {
             return this.handle(result.lock, requestedAt, sentAt);
           }
           holder = result.holder;
+          waiting ??= result.waiting;
         } catch (error) {
           // The caller will hear that this attempt failed, but the database may still commit it.
           this.abandoned.abandon(request.name, attemptRequest.owner);

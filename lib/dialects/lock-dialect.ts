@@ -85,6 +85,11 @@ export interface AcquireRequest {
    * in order: a free name goes to the first waiter, and a caller without a place comes after them all.
    */
   place?: string;
+  /**
+   * The caller waits if it gets no lock: a store that serves waiters in order may then take the caller's
+   * place in the same round trip, and return the wait begun with the failed result.
+   */
+  waits?: boolean;
 }
 
 /** What a failed acquisition learns of the holder, so waiters can wake when the lease runs out. */
@@ -97,8 +102,11 @@ export interface HolderInfo {
 
 export type AcquireResult =
   | { acquired: true; lock: LockRecord }
-  /** `holder` is null when the holder committed after this statement's snapshot, so its row was not visible. */
-  | { acquired: false; holder: HolderInfo | null };
+  /**
+   * `holder` is null when the holder committed after this statement's snapshot, so its row was not
+   * visible. `waiting`: the wait the attempt began (see `AcquireRequest.waits`), which the caller closes.
+   */
+  | { acquired: false; holder: HolderInfo | null; waiting?: ReleaseWaiting };
 
 /**
  * How a renewal moves `locked_until`:
@@ -147,7 +155,7 @@ export type SetLocksResult = { steps: SetLockStep[] } | { conflict: LockRecord }
 
 /** A waiting acquirer's sleeps between attempts; `close` when the wait ends. */
 export interface ReleaseWaiting {
-  /** Its place among the waiters for the name, in a store that serves waiters in order (taken by its first sleep). */
+  /** Its place among the waiters for the name, in a store that serves waiters in order (taken by the failed attempt that began the wait, or by its first sleep). */
   readonly place?: string;
   /** Resolves when `name` may have been released (by any process), or after `timeoutMs`; rejects when `signal` aborts. */
   sleep(timeoutMs: number, signal?: AbortSignal): Promise<void>;

@@ -75,8 +75,19 @@ export class FaultyDialect implements LockDialect {
     return this.dialect.inspectTable();
   }
 
-  acquire(request: AcquireRequest): Promise<AcquireResult> {
-    return this.call('acquire', [request.owner], () => this.dialect.acquire(request));
+  /**
+   * A failed attempt may come with the wait it began (PostgreSQL takes the caller's place in the same
+   * statement): its sleeps are calls too. An answer lost on its way ends that wait, as the dialect does
+   * when its statement fails.
+   */
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    let began: ReleaseWaiting | undefined;
+    const result = await this.call('acquire', [request.owner], async () => {
+      const answer = await this.dialect.acquire(request);
+      began = !answer.acquired ? answer.waiting : undefined;
+      return answer;
+    }, () => began?.close());
+    return !result.acquired && result.waiting ? { ...result, waiting: this.watched(result.waiting) } : result;
   }
 
   release(request: ReleaseRequest): Promise<boolean> {
@@ -104,7 +115,11 @@ export class FaultyDialect implements LockDialect {
   }
 
   subscribe(request: AcquireRequest): ReleaseWaiting {
-    const waiting = this.dialect.subscribe(request);
+    return this.watched(this.dialect.subscribe(request));
+  }
+
+  /** A wait whose sleeps are calls, counted until it closes. */
+  private watched(waiting: ReleaseWaiting): ReleaseWaiting {
     this.openSubscriptions++;
     let closed = false;
     return {
@@ -127,11 +142,12 @@ export class FaultyDialect implements LockDialect {
     return this.dialect.close();
   }
 
-  private async call<T>(method: string, owners: string[], run: () => Promise<T>): Promise<T> {
+  /** Runs a call with its fault; `lost` undoes what a call whose answer the fault loses left for its caller. */
+  private async call<T>(method: string, owners: string[], run: () => Promise<T>, lost?: () => void): Promise<T> {
     const call: DialectCall = { index: this.calls.length, method, owners, fault: this.faults.get(this.calls.length) };
     this.calls.push(call);
     try {
-      const result = await this.withFault(call.fault, run);
+      const result = await this.withFault(call.fault, run, lost);
       call.outcome = 'resolved';
       return result;
     } catch (error) {
@@ -140,7 +156,7 @@ export class FaultyDialect implements LockDialect {
     }
   }
 
-  private async withFault<T>(fault: Fault | undefined, run: () => Promise<T>): Promise<T> {
+  private async withFault<T>(fault: Fault | undefined, run: () => Promise<T>, lost?: () => void): Promise<T> {
     if (!fault) return run();
     if (fault.kind === 'fail-before') throw driverError(fault.error);
     if (fault.kind === 'delay') {
@@ -154,6 +170,7 @@ export class FaultyDialect implements LockDialect {
     }
     await run().catch(() => undefined);
     await sleep(fault.ms);
+    lost?.();
     throw driverError(fault.error);
   }
 }

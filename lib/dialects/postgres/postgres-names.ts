@@ -13,6 +13,7 @@ export interface PostgresNames {
   queueIndex: string;
   /** The functions of the queue (see `queueFunctions`). */
   placesAhead: string;
+  takePlace: string;
   handOver: string;
   served: string;
   /** The hand-off function of earlier builds, which only told the first waiter its turn: dropped where it is found. */
@@ -30,6 +31,7 @@ export function postgresNames(tableName: string, schema: string | undefined): Po
     queue: `${prefix}"${tableName}_queue"`,
     queueIndex: `${tableName}_queue_name`,
     placesAhead: `${prefix}"${tableName}_places_ahead"`,
+    takePlace: `${prefix}"${tableName}_take_place"`,
     handOver: `${prefix}"${tableName}_hand_over"`,
     earlierHandOff: `${prefix}"${tableName}_hand_off"`,
     served: `${prefix}"${tableName}_served"`,

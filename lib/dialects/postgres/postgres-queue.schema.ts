@@ -1,6 +1,9 @@
 import { drawFencingToken } from './postgres-fencing-token';
 import type { PostgresNames } from './postgres-names';
 
+/** A live lock, by the database's clock. */
+export const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
+
 /** A live place still waiting, by the database's clock (of the queue row `alias`, if given). A granted place waits no more. */
 export function placed(alias?: string): string {
   const column = alias ? `${alias}.` : '';
@@ -28,7 +31,7 @@ export const FREE_ROW_VALUES = "'', 'epoch', clock_timestamp(), clock_timestamp(
  * that meets no waiter, where it would cost every lock operation some of its throughput. Each is
  * volatile, so its statements see what committed after the calling statement began.
  */
-export function queueFunctions({ table, sequence, queue, placesAhead, handOver, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
+export function queueFunctions({ table, sequence, queue, placesAhead, takePlace, handOver, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
   const functions = [
     {
       // Whether a live place of the name comes before the caller's `place` (none: after every place).
@@ -40,6 +43,52 @@ export function queueFunctions({ table, sequence, queue, placesAhead, handOver, 
       BEGIN
         RETURN EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = lock_name AND ${placed('ahead')}
           AND ahead.ticket < coalesce((SELECT own.ticket FROM ${queue} AS own WHERE own.waiter = place), ${Number.MAX_SAFE_INTEGER}));
+      END
+    `,
+    },
+    {
+      // A waiter takes its place at the end of the queue (or renews it: the waiter names its place, so a
+      // place whose answer was lost is found again), and flags the name's row, making a free, flagged one
+      // if there is none. The app already LISTENs, on `listen_channel` (null: it cannot), in the session
+      // `listener_pid` started at `listener_start`; `place_owner` to `lease` make the lock a release may
+      // hand over to the place.
+      // A row not yet flagged is flagged under its row lock (then the place is taken, in the order a
+      // release locks them): the upsert meets the newest version, so it sees what any release or
+      // acquisition committed before it, and those after it see the flag. A row already flagged is only
+      // read, so that waiters do not queue up behind the holder's release for its row lock: a release
+      // that deletes it before the place commits sees the flag but may miss the place, and then either
+      // serves a place ahead of it or, finding none, notifies every waiter of the name, this one too.
+      // It answers whether the row is held (with its lease), whether the place was handed the lock already
+      // (it is never taken again then), and whether live places come before it. Losing a flag or a place in
+      // a crash only costs a NOTIFY (the waiter still polls), so the transaction does not wait for the disk.
+      name: takePlace,
+      parameters: `lock_name varchar, place uuid, lapse float8, listen_channel text, place_owner text, holder text,
+        holder_process integer, lease float8, listener_pid integer, listener_start timestamptz,
+        OUT held boolean, OUT seconds_left float8, OUT granted boolean, OUT queued boolean`,
+      types: 'varchar, uuid, float8, text, text, text, integer, float8, integer, timestamptz',
+      returns: 'record',
+      body: `
+      DECLARE
+        own_ticket bigint;
+        flagged boolean;
+      BEGIN
+        SELECT ${LIVE}, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8, waiting INTO held, seconds_left, flagged
+          FROM ${table} WHERE name = lock_name;
+        IF flagged IS NOT TRUE THEN
+          INSERT INTO ${table} ${FREE_ROW} VALUES (lock_name, ${FREE_ROW_VALUES})
+            ON CONFLICT (name) DO UPDATE SET waiting = true
+            RETURNING ${LIVE}, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 INTO held, seconds_left;
+        END IF;
+        INSERT INTO ${queue} AS own (waiter, name, lapses_at, channel, owner, locked_by, lock_process, expires, listener, listener_started)
+          VALUES (place, lock_name, clock_timestamp() + lapse * interval '1 second', listen_channel, place_owner, holder,
+            holder_process, lease, listener_pid, listener_start)
+          ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at, channel = excluded.channel,
+            listener = excluded.listener, listener_started = excluded.listener_started
+          WHERE NOT own.granted
+          RETURNING ticket INTO own_ticket;
+        granted := own_ticket IS NULL;
+        queued := EXISTS (SELECT FROM ${queue} AS ahead WHERE ahead.name = lock_name AND ahead.ticket < own_ticket AND ${placed('ahead')});
+        PERFORM set_config('synchronous_commit', 'off', true);
       END
     `,
     },

@@ -1,34 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import type { AcquireRequest, ReleaseWaiting } from '../lock-dialect';
-import type { ListenerSession } from './postgres-listener';
-import type { LockRecord } from '../../lock.entity';
+import type { ReleaseWaiting } from '../lock-dialect';
+import type { PostgresListener } from './postgres-listener';
+import { untilLeaseEnds } from '../watched-waiting';
 import type { ReleaseSubscription } from '../release-waiters';
+import { PlaceRequest, QueuePlace } from './postgres-queue-place';
 
 /** How often a process renews the places of its waiters (and looks for any of them that is first in line for a free name). */
 export const PLACE_RENEWAL_MS = 500;
-/**
- * A place not renewed for this long is passed over: a waiter whose process died holds up the queue
- * for at most this, plus one renewal period of the waiter behind it.
- */
-export const PLACE_LAPSE_SECONDS = 2;
 
 /** What the renewal of a process's places found of each: `due` when it is first in line for a free name, `granted` when it was handed the lock. */
 export interface RenewedPlace {
   waiter: string;
   due: boolean;
   granted: boolean;
-}
-
-/** What a waiter asks of the lock a release may hand over to its place. */
-export type PlaceRequest = Pick<AcquireRequest, 'name' | 'expires' | 'lockedBy' | 'lockProcess'>;
-
-/** What a release that handed a lock over to a place tells of it; the place knows the rest. */
-export type HandOver = Pick<LockRecord, 'fencingToken' | 'lockedUntil' | 'createdAt'>;
-
-/** The lock a release handed over to a place, and a reading of `performance.now()` from before the hand-over. */
-export interface HandedLock {
-  lock: LockRecord;
-  requestedAt: number;
 }
 
 /** What the database did with a place when its waiter left it. */
@@ -39,8 +23,31 @@ export interface LeftPlace {
   next: string | null;
 }
 
+/** What the statement that takes or renews a place (`enqueue`) answers. */
+export interface TakenPlace {
+  /** Whether the name is held, as of the place: with the seconds left of its lease (null: it never expires). */
+  held: boolean;
+  seconds_left: number | null;
+  /** The place was handed the lock already. */
+  granted: boolean;
+  /** Live places come before it. */
+  queued: boolean;
+}
+
+/**
+ * How long a waiter whose place was just taken sleeps at most: a free name's first in line tries at once,
+ * and the others are told when their turn comes; a held one wakes when its lease ends too, since an
+ * expiry announces nothing.
+ */
+export function sleepLimit(place: Pick<TakenPlace, 'held' | 'seconds_left' | 'queued'>): number {
+  if (!place.held) return place.queued ? Infinity : 0;
+  return untilLeaseEnds(place.seconds_left);
+}
+
 /** The callbacks by which the queue reaches the database. */
 export interface QueueStatements {
+  /** Takes or renews a place, whose app listens through `listener` (none: it cannot). */
+  take(place: QueuePlace, listener: PostgresListener | undefined): Promise<TakenPlace>;
   /** Renews the places of these waiters; resolves what each is now, without the lost ones. */
   renew(waiters: string[]): Promise<RenewedPlace[]>;
   /** Deletes a waiter's place and tells the next waiter if the name is free. */
@@ -66,12 +73,34 @@ export class PostgresQueue {
 
   constructor(private readonly statements: QueueStatements) {}
 
-  /** A place for a waiting acquirer, which its first announcement takes in the database. */
-  join(subscription: ReleaseSubscription, request: PlaceRequest): QueuePlace {
+  /**
+   * A place for a waiting acquirer, and its wait, which keeps `listener` open (none: the app cannot
+   * listen). Each sleep of the wait takes or renews the place first, unless the statement that failed to
+   * take the lock just took it (see `QueuePlace.taken`).
+   */
+  join(subscription: ReleaseSubscription, request: PlaceRequest, listener: PostgresListener | undefined): { place: QueuePlace; waiting: ReleaseWaiting } {
+    const stopUsing = listener?.use();
     const place = new QueuePlace(randomUUID(), randomUUID(), request, subscription, (leave) => this.remove(place, leave));
     this.places.set(place.waiter, place);
     this.timer ??= setInterval(() => void this.renew(), PLACE_RENEWAL_MS).unref();
-    return place;
+    // Listen first, then take the place and flag the row, so the holder's release cannot slip between them unannounced.
+    // Without notices (they do not arrive, or the listener cannot connect yet) the place still counts, found by renewals.
+    const announce = async () => {
+      const answered = place.answered();
+      if (answered !== undefined) return answered;
+      await listener?.listening().catch(() => undefined);
+      // A wake-up may have ended the sleep while the listener connected, and the wait with it.
+      if (place.over) return 0;
+      const sentAt = performance.now();
+      const taken = await this.statements.take(place, listener);
+      if (taken.granted) {
+        await this.fetchHandedOver(place);
+        return Infinity;
+      }
+      place.taken(sentAt);
+      return sleepLimit(taken);
+    };
+    return { place, waiting: place.waiting(announce, stopUsing) };
   }
 
   /**
@@ -93,8 +122,8 @@ export class PostgresQueue {
   }
 
   /** The waiter took the lock, which deleted its place. */
-  served(waiter: string | undefined): void {
-    if (waiter !== undefined) this.places.get(waiter)?.served();
+  served(waiter: string): void {
+    this.places.get(waiter)?.served();
   }
 
   private remove(place: QueuePlace, leave: boolean): void {
@@ -141,105 +170,5 @@ export class PostgresQueue {
     if (!place || place.over) return;
     const row = await this.statements.handedOver(place).catch(() => undefined);
     if (row) place.handOver({ fencingToken: Number(row.fencing_token), lockedUntil: row.locked_until, createdAt: row.created_at });
-  }
-}
-
-/** One waiting acquirer's place in the queue, named by a random id of its own. */
-export class QueuePlace {
-  /** Whether an announcement of the place reached the database. */
-  private placed = false;
-  /** The wait ended: with the lock (the acquisition deleted the place, or it claimed the lock handed over), or without it (the waiter left). */
-  private ended?: 'served' | 'left';
-  /** When the latest statement that found the place still waiting was sent: a hand-over came after it. */
-  private waitingAt = performance.now();
-  private handed?: HandedLock;
-
-  constructor(
-    readonly waiter: string,
-    /** The owner token of a lock handed over to the place; the waiter's own attempts use others. */
-    readonly owner: string,
-    readonly request: PlaceRequest,
-    readonly subscription: ReleaseSubscription,
-    private readonly remove: (leave: boolean) => void,
-  ) {}
-
-  /** Whether the wait is over: an announcement from now on would take a place nobody holds. */
-  get over(): boolean {
-    return this.ended !== undefined;
-  }
-
-  /**
-   * The database took (or renewed) the place, in a statement sent at `sentAt`. An announcement that
-   * answers after the wait ended (it was sent before, or waited for the listener meanwhile) took a place
-   * nobody holds: it is deleted again.
-   */
-  taken(sentAt: number): void {
-    this.placed = true;
-    this.foundWaiting(sentAt);
-    if (this.ended) this.remove(true);
-  }
-
-  /** A statement sent at `sentAt` found the place still waiting. */
-  foundWaiting(sentAt: number): void {
-    this.waitingAt = Math.max(this.waitingAt, sentAt);
-  }
-
-  /** A renewal did not find the place: it lapsed and was cleaned up, or a failover lost it. The next announcement takes it again. */
-  missing(): void {
-    if (this.placed) this.subscription.wake();
-  }
-
-  /** A release handed the lock over to the place: the waiter claims it when it wakes. Once the wait is over, leaving releases it. */
-  handOver(lock: HandOver): void {
-    if (this.ended || this.handed) return;
-    const { name, lockedBy, lockProcess, expires } = this.request;
-    const record: LockRecord = { ...lock, name, owner: this.owner, lockedBy, lockProcess, updatedAt: lock.createdAt, secondsLeft: expires };
-    // Its lease is counted from before the hand-over: never longer than the database counts it.
-    this.handed = { lock: record, requestedAt: this.waitingAt };
-    this.subscription.wake();
-  }
-
-  /**
-   * The values of the statement that takes or renews the place (`enqueue`): the app listens on `channel`
-   * (null: it cannot) in `session` (none: no release may hand the place a lock, its app could be gone).
-   */
-  announcement(channel: string | null, session: ListenerSession | undefined): unknown[] {
-    const { name, lockedBy, lockProcess, expires } = this.request;
-    return [name, this.waiter, PLACE_LAPSE_SECONDS, channel, this.owner, lockedBy, lockProcess, expires, session?.pid ?? null, session?.started ?? null];
-  }
-
-  /** The wait of the place's waiter: each sleep `announce`s the place first; closing it leaves the place, and `stopUsing` the listener. */
-  waiting(announce: () => Promise<number>, stopUsing?: () => void): ReleaseWaiting {
-    return {
-      place: this.waiter,
-      owner: this.owner,
-      sleep: (timeoutMs, signal) => this.subscription.sleep(timeoutMs, signal, announce),
-      handedOver: () => this.claim(),
-      close: () => {
-        this.subscription.close();
-        this.close();
-        stopUsing?.();
-      },
-    };
-  }
-
-  /** The lock handed over to the place, if any: taking it ends the wait. */
-  claim(): HandedLock | undefined {
-    if (!this.handed || this.ended) return undefined;
-    this.served();
-    return this.handed;
-  }
-
-  /** The waiter took the lock, which deleted its place. */
-  served(): void {
-    this.ended = 'served';
-    this.remove(false);
-  }
-
-  /** The wait is over; a waiter that did not take the lock leaves its place (and releases a lock handed over to it). */
-  close(): void {
-    if (this.ended) return;
-    this.ended = 'left';
-    this.remove(true);
   }
 }

@@ -1,13 +1,12 @@
 import { drawFencingToken } from './postgres-fencing-token';
-import { FREE_ROW, FREE_ROW_VALUES, placed } from './postgres-queue.schema';
+import { LIVE, placed } from './postgres-queue.schema';
 import type { PostgresNames } from './postgres-names';
 
-const LIVE = '(locked_until IS NULL OR locked_until > clock_timestamp())';
 const RECORD_COLUMNS = `name, owner, fencing_token, locked_by, lock_process, locked_until, created_at, updated_at,
   EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left`;
 
 /** The statements of every lock operation, built once per table. */
-export function postgresStatements({ table, sequence, queue, placesAhead, handOver, served }: PostgresNames) {
+export function postgresStatements({ table, sequence, queue, placesAhead, takePlace, handOver, served }: PostgresNames) {
   return {
     // The advisory lock on the name is taken before the fencing token is drawn, and is held to commit:
     // no other acquisition of the name can draw a token and be granted in between, so tokens of a
@@ -21,6 +20,9 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOv
     // and `$8` whether the queue applies: a free, flagged name goes to the first live place, whose place
     // goes with it. Taking it keeps the flag of the newest row version, which a waiter may have set after
     // this statement's snapshot.
+    // With the values of `enqueue` (`$9` to `$18`, null without), a caller that is going to wait takes its
+    // place in the same statement when it gets no lock: that answer, read under the row lock, replaces the
+    // snapshot's view of the holder's lease and of the places ahead.
     acquire: `WITH acquired AS (
         INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
         SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
@@ -35,14 +37,20 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOv
           created_at = excluded.created_at, updated_at = excluded.updated_at, fencing_token = excluded.fencing_token
         WHERE held.locked_until <= excluded.created_at
         RETURNING fencing_token, created_at, locked_until, $7 IS NOT NULL AND ${served}($7)
+      ), place AS (
+        SELECT ${takePlace}($9::varchar, $10::uuid, $11::float8, $12::text, $13::text, $14::text, $15::int, $16::float8, $17::int, $18::timestamptz) AS answer
+        WHERE $10 IS NOT NULL AND NOT EXISTS (SELECT FROM acquired)
       )
       SELECT true AS acquired, fencing_token, created_at, locked_until, NULL AS locked_by, NULL::float8 AS seconds_left,
-        true AS found, false AS queued
+        true AS found, false AS queued, NULL::boolean AS place_held
       FROM acquired
       UNION ALL
-      SELECT false, NULL, NULL, held.locked_until, held.locked_by, EXTRACT(EPOCH FROM held.locked_until - clock_timestamp())::float8,
-        held.name IS NOT NULL, coalesce(held.waiting, false) AND $8 AND ${placesAhead}($1, $7)
-      FROM (SELECT) AS one LEFT JOIN ${table} AS held ON held.name = $1
+      SELECT false, NULL, NULL, held.locked_until, held.locked_by,
+        CASE WHEN place.answer IS NULL THEN EXTRACT(EPOCH FROM held.locked_until - clock_timestamp())::float8 ELSE (place.answer).seconds_left END,
+        held.name IS NOT NULL,
+        CASE WHEN place.answer IS NULL THEN coalesce(held.waiting, false) AND $8 AND ${placesAhead}($1, $7) ELSE (place.answer).queued END,
+        (place.answer).held
+      FROM (SELECT) AS one LEFT JOIN ${table} AS held ON held.name = $1 LEFT JOIN place ON true
       WHERE NOT EXISTS (SELECT FROM acquired)`,
     // NOTIFY only when a waiter flagged the row: PostgreSQL serialises the commits of notifying
     // transactions, so a release that always notified would lose much of its throughput. The hand-over
@@ -68,33 +76,9 @@ export function postgresStatements({ table, sequence, queue, placesAhead, handOv
           CASE WHEN strpos(coalesce((SELECT waiter FROM next), ''), ' ') > 0 THEN current_setting('synchronous_commit') ELSE 'off' END,
           true) AS synchronous_commit
       FROM released`,
-    // A waiter takes its place at the end of the queue (or renews it, if it has one: the waiter names its
-    // place, so a place whose answer was lost is found again), and flags the name's row, making a free,
-    // flagged one if there is none. The waiter's app already LISTENs, on `$4` (null: it cannot), in the
-    // session `$9` (pid) started at `$10`; `$5` to `$8` make the lock a release may hand over to the place
-    // (owner token, holder, process, lease). The upsert meets the newest version of the row, under its
-    // row lock, so it sees what any release or acquisition committed before it, and those after it see
-    // the flag: a release then serves the first place, and an acquisition keeps the flag. It answers
-    // whether the row is held (with its lease), whether places come first, and whether the place was
-    // handed the lock already (it is never taken again then: its upsert returns nothing).
-    // Losing a flag or a place in a crash only costs a NOTIFY (the waiter still polls), so neither waits for the disk.
-    enqueue: `WITH place AS (
-        INSERT INTO ${queue} AS place (waiter, name, lapses_at, channel, owner, locked_by, lock_process, expires, listener, listener_started)
-        VALUES ($2::uuid, $1::varchar, clock_timestamp() + $3::float8 * interval '1 second', $4::text,
-          $5::text, $6::text, $7::int, $8::float8, $9::int, $10::timestamptz)
-        ON CONFLICT (waiter) DO UPDATE SET lapses_at = excluded.lapses_at, channel = excluded.channel,
-          listener = excluded.listener, listener_started = excluded.listener_started
-        WHERE NOT place.granted
-        RETURNING ticket
-      ), flagged AS (
-        INSERT INTO ${table} ${FREE_ROW} VALUES ($1::varchar, ${FREE_ROW_VALUES})
-        ON CONFLICT (name) DO UPDATE SET waiting = true
-        RETURNING ${LIVE} AS held, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 AS seconds_left
-      )
-      SELECT held, seconds_left, NOT EXISTS (SELECT FROM place) AS granted,
-        EXISTS (SELECT FROM ${queue} AS ahead WHERE name = $1 AND ticket < (SELECT ticket FROM place) AND ${placed('ahead')}) AS queued,
-        set_config('synchronous_commit', 'off', true) AS synchronous_commit
-      FROM flagged`,
+    // A waiter takes or renews its place (see `queueFunctions`).
+    enqueue: `SELECT held, seconds_left, granted, queued
+      FROM ${takePlace}($1::varchar, $2::uuid, $3::float8, $4::text, $5::text, $6::text, $7::int, $8::float8, $9::int, $10::timestamptz)`,
     // The lock a release handed over to a place, read by its owner token, once the place is seen granted
     // (the notice of the hand-over may be lost, like any notice): none if it was force-released or ran out.
     handedOver: `SELECT fencing_token, locked_until, created_at FROM ${table} WHERE name = $1::varchar AND owner = $2::varchar AND ${LIVE}`,

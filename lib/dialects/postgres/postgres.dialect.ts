@@ -8,10 +8,10 @@ import { AcquireRequest, AcquireResult, HolderInfo, LockDialect, ReleaseWaiting,
 import { holderOf, recordFromRow } from '../lock-row';
 import { inLockingOrder, planSetLock } from '../set-lock-plan';
 import { ReleaseWaiters } from '../release-waiters';
-import { untilLeaseEnds } from '../watched-waiting';
 import { namedConnection } from './postgres-application-name';
 import { PostgresListener } from './postgres-listener';
-import { PLACE_LAPSE_SECONDS, PostgresQueue } from './postgres-queue';
+import { PostgresQueue, sleepLimit, TakenPlace } from './postgres-queue';
+import { PLACE_LAPSE_SECONDS } from './postgres-queue-place';
 import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
 import { postgresNames } from './postgres-names';
 import { advisoryClassId, ensurePostgresTable, inspectPostgresTable } from './postgres.schema';
@@ -43,6 +43,12 @@ const ACQUIRE_ATTEMPTS = 3;
 function isLive(holder: HolderInfo | null): boolean {
   return holder !== null && (holder.secondsLeft === null || holder.secondsLeft > 0);
 }
+
+/** What one acquisition statement found: `queued` when the name went to a waiter ahead; `taken`, what it found of the place it took, if it took one. */
+type AcquireAnswer = { result: AcquireResult; queued: boolean; taken?: Pick<TakenPlace, 'held' | 'seconds_left' | 'queued'> };
+
+/** The values of `enqueue` in an acquisition that takes no place. */
+const ENQUEUE_NULLS = new Array(10).fill(null);
 
 const DEADLOCK_DETECTED = '40P01';
 const retryDeadlocks = deadlockRetry((error) => (error as { code?: string }).code === DEADLOCK_DETECTED);
@@ -81,6 +87,8 @@ export class PostgresDialect implements LockDialect {
     this.postgres = createPostgresPool(dataSource, options);
     this.pool = this.postgres.pool;
     this.queue = new PostgresQueue({
+      take: async (place, listener) =>
+        (await this.run(this.pool, 'enqueue', place.announcement(this.announcesReleases ? this.addressedChannel : null, listener?.session))).rows[0],
       renew: async (waiters) => (await this.run(this.pool, 'renewPlaces', [waiters, PLACE_LAPSE_SECONDS])).rows,
       leave: async (waiter) => (await this.run(this.pool, 'leave', [waiter, this.announcesReleases])).rows[0],
       handedOver: async (place) => (await this.run(this.pool, 'handedOver', [place.request.name, place.owner])).rows[0],
@@ -156,13 +164,15 @@ export class PostgresDialect implements LockDialect {
    * its snapshot, which predates an acquisition it raced with (and waited for): then that row is missing
    * or expired, while someone else holds the lock. Only then does a fresh statement read the current
    * holder; and if the name is free by then, the acquisition is tried again, a few times at most.
+   * A caller that `waits` takes its place in line with its first failed statement, once the app listens.
    */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const listener = this.listener?.session && this.announcesReleases ? this.listener : undefined;
+    if (request.waits && request.place === undefined && listener) return this.acquireOrWait(request, listener);
     for (let attempt = 1; ; attempt++) {
       // A Django transaction that deletes a name's expired row and inserts it again waits, in its trigger,
       // for the advisory lock of an acquisition that waits for that row: one of them is rolled back whole.
       const { result, queued } = await retryDeadlocks(() => this.acquireOnce(request, this.pool));
-      if (result.acquired) this.queue.served(request.place);
       if (result.acquired || queued || isLive(result.holder)) return result;
       const { rows } = await this.run(this.pool, 'find', [request.name]);
       if (rows.length) return { acquired: false, holder: holderOf(rows[0]) };
@@ -170,8 +180,25 @@ export class PostgresDialect implements LockDialect {
     }
   }
 
-  /** One acquisition statement; `queued` when the name went to a waiter ahead of this caller. Without `inLine`, it goes ahead of every waiter. */
-  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor, inLine = true): Promise<{ result: AcquireResult; queued: boolean }> {
+  /** One statement that takes the lock, or else the caller's place in line: the wait it begins comes with the failed result. */
+  private async acquireOrWait(request: AcquireRequest, listener: PostgresListener): Promise<AcquireResult> {
+    const { place, waiting } = this.queue.join(this.waiters.subscribe(request.name), request, listener);
+    const placing = place.announcement(this.addressedChannel, listener.session);
+    const sentAt = performance.now();
+    let waits = false;
+    try {
+      const { result, taken } = await retryDeadlocks(() => this.acquireOnce({ ...request, place: place.waiter }, this.pool, true, placing));
+      if (result.acquired) return result;
+      place.taken(sentAt, sleepLimit(taken!));
+      waits = true;
+      return { acquired: false, holder: taken!.held ? result.holder : null, waiting };
+    } finally {
+      if (!waits) waiting.close();
+    }
+  }
+
+  /** One acquisition statement. Without `inLine`, it goes ahead of every waiter; with `placing` (the values of `enqueue`), a failed one takes the caller's place. */
+  private async acquireOnce(request: AcquireRequest, executor: PostgresExecutor, inLine = true, placing?: unknown[]): Promise<AcquireAnswer> {
     const { rows } = await this.run(executor, 'acquire', [
       request.name,
       request.owner,
@@ -181,25 +208,21 @@ export class PostgresDialect implements LockDialect {
       this.advisoryClass,
       request.place ?? null,
       inLine,
+      ...(placing ?? ENQUEUE_NULLS),
     ]);
     const [row] = rows;
     if (row.acquired) {
-      const lock: LockRecord = {
-        name: request.name,
-        owner: request.owner,
-        fencingToken: Number(row.fencing_token),
-        lockedBy: request.lockedBy,
-        lockProcess: request.lockProcess,
-        lockedUntil: row.locked_until,
-        createdAt: row.created_at,
-        updatedAt: row.created_at,
-        secondsLeft: request.expires,
-      };
+      if (request.place !== undefined) this.queue.served(request.place);
+      const { name, owner, lockedBy, lockProcess, expires: secondsLeft } = request;
+      const { fencing_token: fencingToken, locked_until: lockedUntil, created_at: createdAt } = row;
+      const lock: LockRecord = { name, owner, lockedBy, lockProcess, secondsLeft, fencingToken: Number(fencingToken), lockedUntil, createdAt, updatedAt: createdAt };
       return { result: { acquired: true, lock }, queued: false };
     }
     const holder = row.found ? holderOf(row) : null;
+    const queued: boolean = row.queued;
+    const taken = row.place_held === null ? undefined : { held: row.place_held, seconds_left: row.seconds_left, queued };
     // A name free for a waiter ahead has no holder whose lease to wait for: the waiter is told when its turn comes.
-    return { result: { acquired: false, holder: row.queued && !isLive(holder) ? null : holder }, queued: row.queued };
+    return { result: { acquired: false, holder: queued && !isLive(holder) ? null : holder }, queued, taken };
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
@@ -264,30 +287,7 @@ export class PostgresDialect implements LockDialect {
   }
 
   subscribe(request: AcquireRequest): ReleaseWaiting {
-    const subscription = this.waiters.subscribe(request.name);
-    const listener = this.listener?.available ? this.listener : undefined;
-    const stopUsing = listener?.use();
-    const place = this.queue.join(subscription, request);
-    // Listen first, then take the place and flag the row, so the holder's release cannot slip between them unannounced.
-    // Without notices (they do not arrive, or the listener cannot connect yet) the place still counts, found by renewals.
-    const announce = async () => {
-      await listener?.listening().catch(() => undefined);
-      // A wake-up may have ended the sleep while the listener connected, and the wait with it.
-      if (place.over) return 0;
-      const sentAt = performance.now();
-      const channel = this.announcesReleases ? this.addressedChannel : null;
-      const [row] = (await this.run(this.pool, 'enqueue', place.announcement(channel, listener?.session))).rows;
-      if (row.granted) {
-        await this.queue.fetchHandedOver(place);
-        return Infinity;
-      }
-      place.taken(sentAt);
-      // A free name: the first in line tries at once; the others are told when their turn comes.
-      if (!row.held) return row.queued ? Infinity : 0;
-      // Wake when the lease ends too: an expiry announces nothing.
-      return untilLeaseEnds(row.seconds_left);
-    };
-    return place.waiting(announce, stopUsing);
+    return this.queue.join(this.waiters.subscribe(request.name), request, this.listener?.available ? this.listener : undefined).waiting;
   }
 
   async close(): Promise<void> {
