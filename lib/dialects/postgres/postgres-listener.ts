@@ -27,7 +27,8 @@ class NotificationsUnavailable extends Error {}
  * one of its waiters that its turn has come. It is
  * opened by the first wait, and reopened by itself if the connection drops while waits use it; after a
  * reconnection every waiter is woken, since releases announced during the gap were lost. Once no wait
- * has used it for `IDLE_CONNECTION_MS`, it closes, and the next wait opens it again.
+ * (nor, while it is open, an acquisition that would wait) has used it for `IDLE_CONNECTION_MS`, it
+ * closes, and the next wait opens it again.
  */
 export class PostgresListener {
   private client?: Client;
