@@ -82,8 +82,6 @@ for (const kind of ['mysql', 'sqlite'] as const) {
         } finally {
           await waiterApp.close();
         }
-        // Timers cleared as the app closed are reported destroyed a moment later.
-        await sleep(50);
         expect(timers.stillPending).toEqual([]);
       } finally {
         timers.stop();

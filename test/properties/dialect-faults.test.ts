@@ -5,7 +5,7 @@ import { LOCK_DIALECT, LOCKMGR_DATA_SOURCE, LOCKMGR_OPTIONS } from '../../lib/lo
 import type { ResolvedLockMgrOptions } from '../../lib/lockmgr-options';
 import { Fault, FaultyDialect } from '../support/faulty-dialect';
 import { LibraryTimers } from '../support/library-timers';
-import { createLockApp, dropLockTable, LockApp, lockTestingModule, sleep } from '../support/lock-app';
+import { createLockApp, dropLockTable, LockApp, lockTestingModule } from '../support/lock-app';
 import { assertProperty, PropertyBudget, propertyTimeout } from '../support/property-runs';
 import { describeEachDatabase, TestDatabase, uniqueName } from '../support/test-databases';
 import type { DataSource } from 'typeorm';
@@ -59,8 +59,6 @@ describeEachDatabase('Faults at any call of the dialect', (database) => {
             await app.close();
           }
         }
-        // Timers cleared as the app closed are reported destroyed a moment later.
-        await sleep(50);
         const pending = timers.stillPending;
         timers.stop();
         if (pending.length > 0) throw new Error(`${pending.length} timer(s) of the library still pending after the app closed, set at:\n${pending[0]}`);
