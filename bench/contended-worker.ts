@@ -1,6 +1,6 @@
 /**
  * An app instance in a process of its own that loops acquire → empty critical section → release on
- * one name, against the others, for as long as it is told, timing each wait for the lock.
+ * one name, against the others, for as long as it is told, timing each wait for the lock and each release.
  */
 import { LockedError } from '../lib';
 import { createBenchApp } from './bench-app';
@@ -12,6 +12,7 @@ async function main(): Promise<void> {
   serveMessages(async (message) => {
     const deadline = performance.now() + (message.durationMs as number);
     const waits: number[] = [];
+    const releases: number[] = [];
     while (performance.now() < deadline) {
       const askedAt = performance.now();
       const lock = await app.locks
@@ -22,9 +23,11 @@ async function main(): Promise<void> {
         });
       if (!lock) break;
       waits.push(performance.now() - askedAt);
+      const releasedAt = performance.now();
       await app.locks.unlock(lock);
+      releases.push(performance.now() - releasedAt);
     }
-    return { type: 'done', waits };
+    return { type: 'done', waits, releases };
   }, app.close);
   process.send!({ type: 'ready' });
 }
