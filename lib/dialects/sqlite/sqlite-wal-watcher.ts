@@ -1,13 +1,22 @@
 import { FSWatcher, watch } from 'node:fs';
 
 /**
+ * How long after a read that found a waited-for name still held it is read once more. A commit writes
+ * its frames to the log (each write reported) and only then marks them committed in the log's index,
+ * which is shared memory and reported by nothing: a read woken by the last write can run in between
+ * and miss the release.
+ */
+const RECHECK_MS = 2;
+
+/**
  * Wakes this process's waiters when another process releases their lock. Every commit to the database
  * file, a release among them, is written to its write-ahead log, and the operating system reports the
  * write (inotify on Linux). The report names no lock, so each one (or each burst of them) is followed
- * by one read of which names waited for are free now, and only their waiters wake.
+ * by one read of which names waited for are free now, and only their waiters wake; a read that finds
+ * some still held is made once more shortly after (`RECHECK_MS`).
  *
  * One watch per process, open only while something waits: the first wait opens it and the last one
- * to end closes it, as does shutdown. It sets no timer.
+ * to end closes it, as does shutdown, which also clears the timer of a read to be made again.
  */
 export class SqliteWalWatcher {
   private watcher?: FSWatcher;
@@ -15,6 +24,7 @@ export class SqliteWalWatcher {
   private readonly watched = new Map<string, number>();
   private checking = false;
   private checkAgain = false;
+  private recheck?: NodeJS.Timeout;
 
   constructor(
     private readonly walFile: string,
@@ -51,8 +61,11 @@ export class SqliteWalWatcher {
     return watcher;
   }
 
-  /** One read at a time: writes reported while it runs are covered by one more read after it. */
-  private check(): void {
+  /**
+   * One read at a time: writes reported while it runs are covered by one more read after it. A read
+   * woken by a write, not by its own timer, that finds a name still held is followed by one more.
+   */
+  private check(again = false): void {
     if (this.watched.size === 0) return;
     if (this.checking) {
       this.checkAgain = true;
@@ -63,7 +76,15 @@ export class SqliteWalWatcher {
     const names = [...this.watched.keys()];
     this.freeAmong(names)
       .then(
-        (free) => free.forEach(this.onRelease),
+        (free) => {
+          free.forEach(this.onRelease);
+          if (!again && free.length < names.length && this.watcher) {
+            this.recheck ??= setTimeout(() => {
+              this.recheck = undefined;
+              this.check(true);
+            }, RECHECK_MS).unref();
+          }
+        },
         // The waiters' own attempts will meet whatever made the read fail.
         () => names.forEach(this.onRelease),
       )
@@ -76,5 +97,7 @@ export class SqliteWalWatcher {
   close(): void {
     this.watcher?.close();
     this.watcher = undefined;
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
   }
 }
