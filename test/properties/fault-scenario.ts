@@ -124,8 +124,13 @@ export class FaultScenario {
     const blocker = contended ? await this.observer.locks.tryLock(name, { expires: LONG_LEASE }) : null;
     const unblocked = blocker && sleep(300).then(() => this.observer.locks.unlock(blocker));
     const firstCall = this.dialect.calls.length;
-    const outcome = await this.attempt(what, () => this.faulty.getLock(name, { expires: LONG_LEASE, wait: blocker ? 3 : 0 }));
-    await unblocked;
+    let outcome: Attempt<LockEntity>;
+    try {
+      outcome = await this.attempt(what, () => this.faulty.getLock(name, { expires: LONG_LEASE, wait: blocker ? 3 : 0 }));
+    } finally {
+      // Awaited even when the case fails here: left running, the observer's release would outlive the case, and its app.
+      await unblocked;
+    }
     if ('value' in outcome) return void this.believeHandle(outcome.value, what);
     const faulted = this.dialect.calls.slice(firstCall).find((call) => call.fault && call.fault.kind !== 'late-answer');
     const retriable = faulted && (faulted.fault!.kind !== 'fail-after' || faulted.method === 'sleep');
