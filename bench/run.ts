@@ -20,7 +20,7 @@ import {
 import { designs } from './designs';
 import { ContendedRun, contendedReports, handoffFloors, handoffLatencies } from './process-measures';
 import { format, rate, row, table, times } from './results-table';
-import { measureInSlices, median, percentile, rateJustBefore } from './slices';
+import { mean, measureInSlices, median, percentile, rateJustBefore } from './slices';
 import { WorkerProcess } from './worker-process';
 
 const SLICES = { rounds: Number(process.env.BENCH_ROUNDS ?? 12), sliceMs: 300 };
@@ -115,7 +115,7 @@ async function contended(runs: number): Promise<ContendedFigures[]> {
       limitOne,
       shares: done.map(({ waits }) => waits.length / (total / CONTENDED.processes)),
       waits: done.flatMap(({ waits }) => waits),
-      meanWaits: done.map(({ waits }) => waits.reduce((sum, wait) => sum + wait, 0) / waits.length),
+      meanWaits: done.map(({ waits }) => mean(waits)),
       releases: done.flatMap(({ releases }) => releases),
     });
   }
@@ -266,12 +266,12 @@ async function main(): Promise<void> {
       ratio >= 0.5,
     );
     const waits = results.flatMap((result) => result.waits);
-    const mean = waits.reduce((sum, wait) => sum + wait, 0) / waits.length;
+    const meanWait = mean(waits);
     const worst = Math.max(...waits);
-    row(`${CONTENDED.processes} processes on one name: worst wait against the mean wait`, `${format(worst, 2)} ms against ${format(mean, 2)} ms`, `${times(worst / mean)} mean`, '≤ 3 ×', worst <= 3 * mean);
+    row(`${CONTENDED.processes} processes on one name: worst wait against the mean wait`, `${format(worst, 2)} ms against ${format(meanWait, 2)} ms`, `${times(worst / meanWait)} mean`, '≤ 3 ×', worst <= 3 * meanWait);
     // Where the worst wait sits among the others, and how the waits of each process compare: a waiter
     // passed over again and again would show in its own mean, a stall of the machine only in the tail.
-    row(`${CONTENDED.processes} processes on one name: p99 of the waits against the mean wait`, `${format(percentile(waits, 0.99), 2)} ms`, `${times(percentile(waits, 0.99) / mean)} mean`);
+    row(`${CONTENDED.processes} processes on one name: p99 of the waits against the mean wait`, `${format(percentile(waits, 0.99), 2)} ms`, `${times(percentile(waits, 0.99) / meanWait)} mean`);
     const meanWaits = results.flatMap((result) => result.meanWaits.map((wait) => wait / median(result.meanWaits)));
     row(
       `${CONTENDED.processes} processes on one name: each process's mean wait against the median process's, every run`,

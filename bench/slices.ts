@@ -18,6 +18,10 @@ async function runSlice(contender: Contender, concurrency: number, sliceMs: numb
   return pairs / ((performance.now() - start) / 1000);
 }
 
+export function mean(values: number[]): number {
+  return values.reduce((sum, value) => sum + value, 0) / values.length;
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;

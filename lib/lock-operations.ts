@@ -92,7 +92,7 @@ export class LockOperations {
     try {
       for (let attempt = 0; ; attempt++) {
         // A token per attempt: the clean-up of a failed attempt must never release the lock of a later one.
-        const attemptRequest = attempt === 0 ? { ...request, waits: giveUpAt > startedAt } : { ...request, owner: randomUUID(), place: waiting?.place };
+        const attemptRequest = attempt === 0 ? { ...request, waits: wait > 0 } : { ...request, owner: randomUUID(), place: waiting?.place };
         const requestedAt = this.elapsed();
         const sentAt = performance.now();
         try {

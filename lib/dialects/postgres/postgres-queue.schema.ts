@@ -32,6 +32,8 @@ export const FREE_ROW_VALUES = "'', 'epoch', clock_timestamp(), clock_timestamp(
  * volatile, so its statements see what committed after the calling statement began.
  */
 export function queueFunctions({ table, sequence, queue, placesAhead, takePlace, handOver, served }: PostgresNames): Array<{ signature: string; body: string; definition: string }> {
+  // Whether the row read or flagged by `takePlace` is held, and the seconds left of its lease.
+  const heldFor = `${LIVE}, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8`;
   const functions = [
     {
       // Whether a live place of the name comes before the caller's `place` (none: after every place).
@@ -72,12 +74,12 @@ export function queueFunctions({ table, sequence, queue, placesAhead, takePlace,
         own_ticket bigint;
         flagged boolean;
       BEGIN
-        SELECT ${LIVE}, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8, waiting INTO held, seconds_left, flagged
+        SELECT ${heldFor}, waiting INTO held, seconds_left, flagged
           FROM ${table} WHERE name = lock_name;
         IF flagged IS NOT TRUE THEN
           INSERT INTO ${table} ${FREE_ROW} VALUES (lock_name, ${FREE_ROW_VALUES})
             ON CONFLICT (name) DO UPDATE SET waiting = true
-            RETURNING ${LIVE}, EXTRACT(EPOCH FROM locked_until - clock_timestamp())::float8 INTO held, seconds_left;
+            RETURNING ${heldFor} INTO held, seconds_left;
         END IF;
         INSERT INTO ${queue} AS own (waiter, name, lapses_at, channel, owner, locked_by, lock_process, expires, listener, listener_started)
           VALUES (place, lock_name, clock_timestamp() + lapse * interval '1 second', listen_channel, place_owner, holder,

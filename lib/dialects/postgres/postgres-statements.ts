@@ -21,8 +21,8 @@ export function postgresStatements({ table, sequence, queue, placesAhead, takePl
     // goes with it. Taking it keeps the flag of the newest row version, which a waiter may have set after
     // this statement's snapshot.
     // With the values of `enqueue` (`$9` to `$18`, null without), a caller that is going to wait takes its
-    // place in the same statement when it gets no lock: that answer, read under the row lock, replaces the
-    // snapshot's view of the holder's lease and of the places ahead.
+    // place in the same statement when it gets no lock: that answer, read from the newest row version,
+    // replaces the snapshot's view of the holder's lease and of the places ahead.
     acquire: `WITH acquired AS (
         INSERT INTO ${table} AS held (name, owner, locked_by, lock_process, locked_until, created_at, updated_at, fencing_token)
         SELECT $1::varchar, $2::varchar, $3::varchar, $4::int, clock.at + $5::float8 * interval '1 second',
