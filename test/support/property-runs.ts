@@ -44,6 +44,10 @@ export async function assertProperty<T>(property: fc.IAsyncProperty<T>, budget: 
   let caseDone = () => {};
   const details = await fc.check(property, {
     plugins: [
+      // Every case talks to a real database: shrinking a failure is bounded by time, not by the number of tries.
+      // The limit stops waiting for a case at once; the hooks after it are wrapped by it, so they tell when
+      // the case itself has ended, cut short or not.
+      fc.interruptAfterTimeLimit(propertyTimeLimitSeconds(budget) * 1000),
       fc.beforeEach(() => void (caseRunning = new Promise<void>((resolve) => (caseDone = resolve)))),
       fc.afterEach(() => caseDone()),
     ],
@@ -51,8 +55,6 @@ export async function assertProperty<T>(property: fc.IAsyncProperty<T>, budget: 
     seed: givenSeed ? Number(givenSeed) : soakRuns > 0 ? Math.floor(Math.random() * 2 ** 31) : CI_SEED,
     path: process.env[PROPERTY_PATH_VARIABLE] || undefined,
     verbose: fc.VerbosityLevel.Verbose,
-    // Every case talks to a real database: shrinking a failure is bounded by time, not by the number of tries.
-    interruptAfterTimeLimit: propertyTimeLimitSeconds(budget) * 1000,
   });
   // A case the time limit cut short goes on by itself: it must close what it opened before the suite ends.
   await caseRunning;
