@@ -7,8 +7,12 @@
  *   that waiter then takes the lock with an attempt of its own.
  * - Design B, hand-over: the release gives the row to the first waiter in its own transaction and
  *   NOTIFYs the waiter, which holds the lock without a further statement.
+ * - Design C, B with a hand-over that does not wait for the disk: the waiter's lease ends no later than
+ *   the released one, so a crash that loses the hand-over leaves a row that still covers the waiter.
+ *   It is measured as the most that lever can give, not as a candidate: a token drawn by a hand-over
+ *   lost in a crash can be drawn again after it, so fencing tokens could go back.
  *
- * In both, a notice for one waiter goes to the channel of its process (`OWN_CHANNEL`, recorded with its
+ * In each, a notice for one waiter goes to the channel of its process (`OWN_CHANNEL`, recorded with its
  * place), so that only that process wakes, as in the library; a notice for every waiter of a name goes
  * to the design's channel, which every process LISTENs on.
  *
@@ -16,8 +20,11 @@
  */
 import type { Client } from 'pg';
 
-export type Design = 'A' | 'B';
-export const DESIGNS: Design[] = ['A', 'B'];
+export type Design = 'A' | 'B' | 'C';
+export const DESIGNS: Design[] = ['A', 'B', 'C'];
+
+/** Whether a release of the design gives the lock to the first waiter itself. */
+export const handsOver = (design: Design) => design !== 'A';
 
 const LOCK_TABLE = 'bench_design_lock';
 const QUEUE_TABLE = 'bench_design_queue';
@@ -139,14 +146,17 @@ const RELEASE_A = `WITH released AS (
   FROM released`;
 
 /**
- * Design B's release: the first live waiter gets the row, with a new fencing token and a whole lease,
- * in the release's own transaction, which therefore must reach the disk before the waiter is told.
+ * The release of designs B and C: the first live waiter gets the row, with a new fencing token, in the
+ * release's own transaction. In B, with a whole lease, so the transaction must reach the disk before
+ * the waiter is told; in C, with a lease that ends no later than the released one, without waiting.
  * $1 name, $2 owner, $3 channel, $4 the payload that wakes all, $5 lease seconds.
  */
-const RELEASE_B = `WITH first AS (${FIRST_PLACE}
+function handOverRelease(durable: boolean): string {
+  const lease = `clock_timestamp() + $5::float8 * interval '1 second'`;
+  return `WITH first AS (${FIRST_PLACE}
   ), handed AS (
     UPDATE ${LOCK_TABLE} AS held SET owner = first.owner, fencing_token = nextval('${TOKENS}'),
-      locked_until = clock_timestamp() + $5::float8 * interval '1 second'
+      locked_until = ${durable ? lease : `least(held.locked_until, ${lease})`}
     FROM first WHERE held.name = $1 AND held.owner = $2::varchar
     RETURNING first.ticket, held.fencing_token, first.channel
   ), served AS (
@@ -159,7 +169,8 @@ const RELEASE_B = `WITH first AS (${FIRST_PLACE}
     SELECT pg_notify($3::text, $4::text) FROM released WHERE waiting
   )
   SELECT (SELECT count(*) FROM handed)::int + (SELECT count(*) FROM released)::int AS released, (SELECT count(*) FROM notified),
-    set_config('synchronous_commit', CASE WHEN EXISTS (SELECT FROM handed) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`;
+    set_config('synchronous_commit', CASE WHEN ${durable} AND EXISTS (SELECT FROM handed) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`;
+}
 
 /** What an attempt found: the lock held (its fencing token), or the caller's place in the queue. */
 export interface Attempt {
@@ -188,10 +199,13 @@ export class DesignLock {
 
   async release(name: string, owner: string): Promise<void> {
     const values = [name, owner, channelOf(this.design), wakeAll(name)];
-    const { rows } =
-      this.design === 'A'
-        ? await this.client.query({ name: 'design-a-release', text: RELEASE_A, values })
-        : await this.client.query({ name: 'design-b-release', text: RELEASE_B, values: [...values, LEASE_SECONDS] });
+    const { rows } = handsOver(this.design)
+      ? await this.client.query({
+          name: `design-${this.design.toLowerCase()}-release`,
+          text: handOverRelease(this.design === 'B'),
+          values: [...values, LEASE_SECONDS],
+        })
+      : await this.client.query({ name: 'design-a-release', text: RELEASE_A, values });
     if (rows[0]?.released !== 1) throw new Error(`Design ${this.design} found ${name} not held by ${owner} at its release.`);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { channelOf, Design, DesignLock, DESIGNS, OWN_CHANNEL, wakeAll } from './design-lock';
+import { channelOf, Design, DesignLock, DESIGNS, handsOver, OWN_CHANNEL, wakeAll } from './design-lock';
 import { serveMessages } from './worker-process';
 
 /** A waiter tries again after this long without a wake-up, which also renews its place. */
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       const mine = ticket;
       const payload = await wakeups.next((heard) => heard === wakeAll(name) || heard.split(' ', 1)[0] === mine, SAFETY_TIMEOUT_MS);
       if (payload === undefined) tally.timeouts++;
-      else if (lock.design === 'B' && payload !== wakeAll(name)) return owner;
+      else if (handsOver(lock.design) && payload !== wakeAll(name)) return owner;
     }
   }
 

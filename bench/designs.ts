@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- designs`: the two designs of a fair one-wake-up hand-off in bench/design-lock.ts,
+ * `npm run bench -- designs`: the designs of a fair one-wake-up hand-off in bench/design-lock.ts,
  * side by side in one run, each against one uncontended acquire+release pair of its own statements on
  * one connection (the limit at c=1), measured just before each figure it is compared with.
  */
@@ -115,7 +115,7 @@ export async function designs({ slices, contended, handoffSamples }: DesignsSett
     const pairs = new Map(DESIGNS.map((design) => [design, pairContender(client, design)]));
     const pairRate = (design: Design) => rateJustBefore(pairs.get(design)!, slices);
     const runs = new Map<Design, RunFigures[]>(DESIGNS.map((design) => [design, []]));
-    // The designs take turns: A, B, A, B…
+    // The designs take turns: A, B, C, A, B, C…
     for (let run = 0; run < RUNS; run++) {
       for (const design of DESIGNS) {
         const before = await pairRate(design);
@@ -127,8 +127,9 @@ export async function designs({ slices, contended, handoffSamples }: DesignsSett
     for (const design of DESIGNS) handoffPairRates.set(design, await pairRate(design));
     const handoffs = await handoffLatencies(WORKER, [POSTGRES_URL], handoffSamples, DESIGNS.map((design) => ({ design })));
     DESIGNS.forEach((design, index) => report(design, runs.get(design)!, handoffs[index], handoffPairRates.get(design)!, contended.processes));
-    const [a, b] = DESIGNS.map((design) => runs.get(design)!.map((run) => run.sectionsPerSecond));
+    const [a, b, c] = DESIGNS.map((design) => runs.get(design)!.map((run) => run.sectionsPerSecond));
     row('design B against A: critical sections/s of each pair of runs', spread(b.map((value, run) => value / a[run]), times));
+    row('design C against B: critical sections/s of each pair of runs', spread(c.map((value, run) => value / b[run]), times));
   } finally {
     for (const statement of DROP_TABLES) await client.query(statement);
     await client.end();

@@ -291,7 +291,7 @@ async function main(): Promise<void> {
   }
 
   if (runs('designs')) {
-    console.log('Fair hand-off designs, pg alone: A addressed notify, B hand-over in the release');
+    console.log('Fair hand-off designs, pg alone: A addressed notify, B hand-over in the release, C hand-over not waiting for the disk');
     await designs({ slices: SLICES, contended: CONTENDED, handoffSamples: HANDOFF_SAMPLES.notify });
   }
 
