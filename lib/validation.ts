@@ -106,9 +106,14 @@ function describe(value: unknown): string {
 }
 
 /** Table and schema names are spliced into SQL text, so only plain identifiers pass. */
+/** Whether `value` is a plain SQL identifier: letters, digits and underscores, not starting with a digit. */
+export function isPlainIdentifier(value: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(value);
+}
+
 export function checkIdentifier(value: unknown, argument: string, maxLength: number): string {
   if (typeof value !== 'string') throw new TypeError(`${argument} must be a string, got ${describe(value)}.`);
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) {
+  if (!isPlainIdentifier(value)) {
     throw new RangeError(
       `${argument} must be a plain SQL identifier (letters, digits and underscores, not starting with a digit), got ${describe(value)}.`,
     );

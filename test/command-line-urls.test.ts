@@ -214,6 +214,10 @@ describeOnDatabase(testDatabase('postgres'), 'nestjs-lockmgr given a schema', (d
     expect(await names(inPublic)).toEqual(['public-only', 'shared']);
   });
 
+  it('finds the lock table an app made without a schema when --schema names the schema search_path finds', async () => {
+    expect(await listedNames(['--url', POSTGRES_URL, '--table', isolation, '--schema', 'public'])).toEqual(['public-only', 'shared']);
+  });
+
   it("takes the schema from the URL's options=-c search_path=SCHEMA, libpq's way to set it", async () => {
     const url = serverUrl(POSTGRES_URL, { query: `options=${encodeURIComponent(`-c search_path=${isolation}`)}` });
     expect(await listedNames(['--url', url, '--table', isolation])).toEqual(['schema-only', 'shared']);

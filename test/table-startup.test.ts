@@ -177,7 +177,9 @@ for (const kind of ['postgres', 'mysql'] as const) {
     });
 
     it('is refused at start-up, with the grant it lacks, when it may not draw fencing tokens', async () => {
-      const sequence = kind === 'postgres' ? `"${isolation}_fencing_token_seq"` : `\`${isolation}_fencing_token_seq\``;
+      // PostgreSQL names the schema the table was found in: here, the one the search path finds.
+      const [table, sequence] =
+        kind === 'postgres' ? [`"public"."${isolation}"`, `"public"."${isolation}_fencing_token_seq"`] : [`"${isolation}"`, `\`${isolation}_fencing_token_seq\``];
       const grant = kind === 'postgres' ? 'grant it USAGE on the sequence' : 'grant it SELECT, INSERT on the sequence';
       // A data source of the test's own, closed by the test: a module that fails to start closes only its own connections.
       const dataSource = await new DataSource(tableOnlyAccount.database.dataSourceOptions(isolation)).initialize();
@@ -188,7 +190,7 @@ for (const kind of ['postgres', 'mysql'] as const) {
           }).compile();
           const error = await start.then((moduleRef) => moduleRef.close(), (failure: Error) => failure);
           expect(error).toBeInstanceOf(Error);
-          expect((error as Error).message).toContain(`The lock table "${isolation}" draws its fencing tokens from the sequence ${sequence}`);
+          expect((error as Error).message).toContain(`The lock table ${table} draws its fencing tokens from the sequence ${sequence}`);
           expect((error as Error).message).toContain(grant);
         }
       } finally {

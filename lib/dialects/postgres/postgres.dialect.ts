@@ -14,7 +14,7 @@ import { PostgresQueue, sleepLimit, TakenPlace } from './postgres-queue';
 import { PLACE_LAPSE_SECONDS } from './postgres-queue-place';
 import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
 import { postgresNames } from './postgres-names';
-import { advisoryClassId, ensurePostgresTable, inspectPostgresTable } from './postgres.schema';
+import { ensurePostgresTable, inspectPostgresTable } from './postgres.schema';
 import { postgresStatements } from './postgres-statements';
 
 export interface PostgresDialectOptions {
@@ -82,7 +82,7 @@ export class PostgresDialect implements LockDialect {
   ) {
     this.schema = (dataSource.options as { schema?: string }).schema;
     const names = postgresNames(options.tableName, this.schema);
-    this.advisoryClass = advisoryClassId(names.table);
+    this.advisoryClass = names.advisoryClass;
     this.sql = postgresStatements(names);
     this.postgres = createPostgresPool(dataSource, options);
     this.pool = this.postgres.pool;

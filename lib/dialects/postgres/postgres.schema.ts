@@ -5,14 +5,8 @@ import type { SchemaDatabase } from '../schema-database';
 import { PostgresNames, postgresNames } from './postgres-names';
 import { drawFencingToken } from './postgres-fencing-token';
 import { PostgresExecutor, postgresTransaction } from './postgres-pool';
+import { isPlainIdentifier } from '../../validation';
 import { queueFunctions, queueRevertStatements, queueStatements } from './postgres-queue.schema';
-
-/** A 32-bit key derived from the table name, so advisory locks of different lock tables never meet. */
-export function advisoryClassId(table: string): number {
-  let hash = 0x811c9dc5;
-  for (const char of table) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
-  return hash | 0;
-}
 
 /** What start-up found of the lock table, read from the catalogs without locking anything. */
 export interface PostgresSchemaState {
@@ -68,10 +62,10 @@ function postgresSchemaStateValues(tableName: string, schema: string | undefined
 }
 
 /** The body of the trigger function that draws the tokens of Django's rows (see `postgresSchemaStatements`). */
-function drawFunctionBody({ table, sequence }: PostgresNames): string {
+function drawFunctionBody({ advisoryClass, sequence }: PostgresNames): string {
   return `
       BEGIN
-        PERFORM pg_advisory_xact_lock(${advisoryClassId(table)}, hashtext(NEW.name));
+        PERFORM pg_advisory_xact_lock(${advisoryClass}, hashtext(NEW.name));
         NEW.fencing_token := ${drawFencingToken(sequence)};
         RETURN NEW;
       END
@@ -170,6 +164,26 @@ const INSUFFICIENT_PRIVILEGE = '42501';
 /** Serialises instances starting together on one table: CREATE … IF NOT EXISTS alone can still collide. */
 const LOCK_TABLE = `SELECT pg_advisory_xact_lock($1::int, 0)`;
 
+/**
+ * The schema that the functions of the lock table name their objects in: the data source's, or else the
+ * one unqualified names resolve to, written out. A function's body then reads the same whether an
+ * instance names the schema or finds the table through the search path, so that each finds the functions
+ * as it would make them, and none makes them again. A schema that no data source could name (it is not a
+ * plain identifier) is left to the search path. `ask` runs a query and gives its rows.
+ */
+export async function functionsSchema(
+  schema: string | undefined,
+  ask: (sql: string) => Promise<Array<{ schema: string | null }>>,
+): Promise<string | undefined> {
+  if (schema !== undefined) return schema;
+  const [{ schema: current }] = await ask('SELECT current_schema() AS schema');
+  return current !== null && isPlainIdentifier(current) ? current : undefined;
+}
+
+/** `functionsSchema` through a pool or a connection of the lock operations. */
+const schemaOf = async (executor: PostgresExecutor, schema: string | undefined) =>
+  functionsSchema(schema, async (sql) => (await executor.query<{ schema: string | null }>(sql)).rows);
+
 /** What the catalogs say of the lock table; reading them locks nothing. */
 async function readSchemaState(executor: PostgresExecutor, tableName: string, schema: string | undefined): Promise<PostgresSchemaState> {
   const { rows } = await executor.query(POSTGRES_SCHEMA_STATE, postgresSchemaStateValues(tableName, schema));
@@ -190,13 +204,14 @@ async function readSchemaState(executor: PostgresExecutor, tableName: string, sc
  * Creates only what is missing. A complete table is only read: DDL would take an ACCESS EXCLUSIVE lock
  * (waiting behind every transaction on the table) and need its ownership, even with nothing to add.
  */
-export async function ensurePostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<void> {
+export async function ensurePostgresTable(pool: Pool, tableName: string, configuredSchema: string | undefined): Promise<void> {
+  const schema = await schemaOf(pool, configuredSchema);
   const found = await readSchemaState(pool, tableName, schema);
   if (postgresSchemaComplete(found)) return;
-  const { table } = postgresNames(tableName, schema);
+  const { table, advisoryClass } = postgresNames(tableName, schema);
   try {
     await postgresTransaction(pool, async (client) => {
-      await client.query(LOCK_TABLE, [advisoryClassId(table)]);
+      await client.query(LOCK_TABLE, [advisoryClass]);
       const state = await readSchemaState(client, tableName, schema);
       for (const statement of postgresSchemaStatements(tableName, schema, state)) await client.query(statement);
       return { commit: true, result: undefined };
@@ -218,7 +233,8 @@ export async function ensurePostgresTable(pool: Pool, tableName: string, schema:
 }
 
 /** Checks that the lock table has every column the lock operations use; resolves the longest name its `name` column holds. */
-export async function inspectPostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<number> {
+export async function inspectPostgresTable(pool: Pool, tableName: string, configuredSchema: string | undefined): Promise<number> {
+  const schema = await schemaOf(pool, configuredSchema);
   const { columns, nameLength, sequenceUsable, queue: queueFound, queueUsable } = await readSchemaState(pool, tableName, schema);
   const { table, sequence, queue } = postgresNames(tableName, schema);
   checkTableColumns(table, columns);
