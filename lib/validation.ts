@@ -105,12 +105,12 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
-/** Table and schema names are spliced into SQL text, so only plain identifiers pass. */
 /** Whether `value` is a plain SQL identifier: letters, digits and underscores, not starting with a digit. */
 export function isPlainIdentifier(value: string): boolean {
   return /^[A-Za-z_][A-Za-z0-9_]*$/.test(value);
 }
 
+/** Table and schema names are spliced into SQL text, so only plain identifiers pass. */
 export function checkIdentifier(value: unknown, argument: string, maxLength: number): string {
   if (typeof value !== 'string') throw new TypeError(`${argument} must be a string, got ${describe(value)}.`);
   if (!isPlainIdentifier(value)) {

@@ -58,8 +58,9 @@ describeOnDatabase(testDatabase('postgres'), 'Instances that name the schema and
     const blocker = new Client({ connectionString: POSTGRES_URL });
     await blocker.connect();
     try {
-      // An uncommitted row of the name (with a token, so that no trigger draws one): an acquisition passes the check for a live holder (it cannot see
-      // the row), takes the name's advisory lock, and then waits for the row's transaction.
+      // An uncommitted row of the name (with a token, so that no trigger draws one): an acquisition passes
+      // the check for a live holder (it cannot see the row), takes the name's advisory lock, and then waits
+      // for the row's transaction.
       await blocker.query('BEGIN');
       await blocker.query(`INSERT INTO "${isolation}" (name, owner, locked_until, fencing_token) VALUES ('ordered', 'blocker', clock_timestamp() - interval '1 hour', -1)`);
       const advisoryLocks = async () =>

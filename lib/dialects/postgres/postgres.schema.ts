@@ -1,11 +1,11 @@
 import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
+import { isPlainIdentifier } from '../../validation';
 import { checkTableColumns, missingColumns, OUR_COLUMNS } from '../lock-table-columns';
 import type { SchemaDatabase } from '../schema-database';
 import { PostgresNames, postgresNames } from './postgres-names';
 import { drawFencingToken } from './postgres-fencing-token';
 import { PostgresExecutor, postgresTransaction } from './postgres-pool';
-import { isPlainIdentifier } from '../../validation';
 import { queueFunctions, queueRevertStatements, queueStatements } from './postgres-queue.schema';
 
 /** What start-up found of the lock table, read from the catalogs without locking anything. */
