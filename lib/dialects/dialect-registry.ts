@@ -6,7 +6,7 @@ import { MysqlDialect } from './mysql/mysql.dialect';
 import { mysqlSchemaStatements } from './mysql/mysql.schema';
 import { mysqlRevertStatements } from './mysql/mysql-schema-revert';
 import { PostgresDialect } from './postgres/postgres.dialect';
-import { functionsSchema, postgresRevertStatements, postgresSchemaStatements } from './postgres/postgres.schema';
+import { postgresMigrationStatements, postgresRevertStatements } from './postgres/postgres.schema';
 import type { ReleaseWaiters } from './release-waiters';
 import type { SchemaDatabase } from './schema-database';
 import { SqliteDialect } from './sqlite/sqlite.dialect';
@@ -27,7 +27,7 @@ export interface DialectEntry {
 
 const postgres: DialectEntry = {
   create: (dataSource, options, waiters) => new PostgresDialect(dataSource, options, waiters),
-  createStatements: async (tableName, database) => postgresSchemaStatements(tableName, await functionsSchema(database.schema, (sql) => database.query(sql))),
+  createStatements: postgresMigrationStatements,
   revertStatements: postgresRevertStatements,
 };
 

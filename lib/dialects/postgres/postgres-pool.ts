@@ -32,6 +32,8 @@ export interface PostgresServer {
   pooled: boolean;
   /** The server takes the operation's limit as a setting of the connection (a pooler refuses it). */
   statementTimeout: boolean;
+  /** The schema that unqualified names resolve to (the first of the search path that exists); null: none. */
+  currentSchema: string | null;
 }
 
 /**
@@ -87,10 +89,10 @@ export async function probePostgresServer(postgres: PostgresPool): Promise<Postg
     client = await pool.connect();
   }
   try {
-    const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+    const { rows } = await client.query('SELECT pg_backend_pid() AS pid, current_schema() AS schema');
     const announced = (client as unknown as { processID: number | null }).processID;
     client.release();
-    return { pooled: !statementTimeout || rows[0].pid !== announced, statementTimeout };
+    return { pooled: !statementTimeout || rows[0].pid !== announced, statementTimeout, currentSchema: rows[0].schema };
   } catch (error) {
     client.release(true);
     throw error;

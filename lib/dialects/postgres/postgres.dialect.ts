@@ -14,7 +14,7 @@ import { PostgresQueue, sleepLimit, TakenPlace } from './postgres-queue';
 import { PLACE_LAPSE_SECONDS } from './postgres-queue-place';
 import { createPostgresPool, PostgresExecutor, PostgresPool, postgresTransaction, probePostgresServer, runStatement } from './postgres-pool';
 import { postgresNames } from './postgres-names';
-import { ensurePostgresTable, inspectPostgresTable } from './postgres.schema';
+import { ensurePostgresTable, functionsSchema, inspectPostgresTable } from './postgres.schema';
 import { postgresStatements } from './postgres-statements';
 
 export interface PostgresDialectOptions {
@@ -66,7 +66,8 @@ export class PostgresDialect implements LockDialect {
   /** Each transaction's statement limit, when the connections cannot carry it (behind a pooler). */
   private transactionLimitMs?: number;
   private started?: Promise<void>;
-  private readonly schema?: string;
+  /** The data source's schema; from start-up on, the one the lock table's functions name (see `functionsSchema`). */
+  private tableSchema?: string;
   private readonly advisoryClass: number;
   private readonly sql: ReturnType<typeof postgresStatements>;
   /** Present when releases are announced with NOTIFY. */
@@ -80,8 +81,8 @@ export class PostgresDialect implements LockDialect {
     private readonly options: PostgresDialectOptions,
     private readonly waiters: ReleaseWaiters,
   ) {
-    this.schema = (dataSource.options as { schema?: string }).schema;
-    const names = postgresNames(options.tableName, this.schema);
+    this.tableSchema = (dataSource.options as { schema?: string }).schema;
+    const names = postgresNames(options.tableName, this.tableSchema);
     this.advisoryClass = names.advisoryClass;
     this.sql = postgresStatements(names);
     this.postgres = createPostgresPool(dataSource, options);
@@ -123,6 +124,7 @@ export class PostgresDialect implements LockDialect {
   private start(): Promise<void> {
     return (this.started ??= (async () => {
       const server = await probePostgresServer(this.postgres);
+      this.tableSchema = functionsSchema(this.tableSchema, server.currentSchema);
       this.prepared = this.options.preparedStatements ?? !server.pooled;
       if (!server.statementTimeout) this.transactionLimitMs = this.postgres.pool.options.query_timeout;
       // A listener that cannot connect now is tried again by the first wait.
@@ -151,12 +153,12 @@ export class PostgresDialect implements LockDialect {
 
   async ensureTable(): Promise<void> {
     await this.start();
-    await ensurePostgresTable(this.pool, this.options.tableName, this.schema);
+    await ensurePostgresTable(this.pool, this.options.tableName, this.tableSchema);
   }
 
   async inspectTable(): Promise<void> {
     await this.start();
-    this.maxNameLength = await inspectPostgresTable(this.pool, this.options.tableName, this.schema);
+    this.maxNameLength = await inspectPostgresTable(this.pool, this.options.tableName, this.tableSchema);
   }
 
   /**

@@ -98,7 +98,7 @@ function postgresSchemaComplete(state: PostgresSchemaState): boolean {
  * waited behind; under the lock, its token comes after every grant of the name committed before it,
  * and before every grant after it.
  */
-export function postgresSchemaStatements(tableName: string, schema?: string, state?: PostgresSchemaState): string[] {
+function postgresSchemaStatements(tableName: string, schema?: string, state?: PostgresSchemaState): string[] {
   const names = postgresNames(tableName, schema);
   const { table, sequence, drawFunction, drawTrigger } = names;
   const tableStatements = [
@@ -165,24 +165,22 @@ const INSUFFICIENT_PRIVILEGE = '42501';
 const LOCK_TABLE = `SELECT pg_advisory_xact_lock($1::int, 0)`;
 
 /**
- * The schema that the functions of the lock table name their objects in: the data source's, or else the
- * one unqualified names resolve to, written out. A function's body then reads the same whether an
- * instance names the schema or finds the table through the search path, so that each finds the functions
- * as it would make them, and none makes them again. A schema that no data source could name (it is not a
- * plain identifier) is left to the search path. `ask` runs a query and gives its rows.
+ * The schema that the functions of the lock table name their objects in: the data source's (`configured`),
+ * or else the one unqualified names resolve to (`current`), written out. A function's body then reads the
+ * same whether an instance names the schema or finds the table through the search path, so that each
+ * finds the functions as it would make them, and none makes them again. A schema that no data source
+ * could name (it is not a plain identifier) is left to the search path.
  */
-export async function functionsSchema(
-  schema: string | undefined,
-  ask: (sql: string) => Promise<Array<{ schema: string | null }>>,
-): Promise<string | undefined> {
-  if (schema !== undefined) return schema;
-  const [{ schema: current }] = await ask('SELECT current_schema() AS schema');
+export function functionsSchema(configured: string | undefined, current: string | null): string | undefined {
+  if (configured !== undefined) return configured;
   return current !== null && isPlainIdentifier(current) ? current : undefined;
 }
 
-/** `functionsSchema` through a pool or a connection of the lock operations. */
-const schemaOf = async (executor: PostgresExecutor, schema: string | undefined) =>
-  functionsSchema(schema, async (sql) => (await executor.query<{ schema: string | null }>(sql)).rows);
+/** What the migration's `up` runs: `postgresSchemaStatements` for the schema its connection resolves names in. */
+export async function postgresMigrationStatements(tableName: string, database: SchemaDatabase): Promise<string[]> {
+  const asked = database.schema === undefined ? await database.query<{ schema: string | null }>('SELECT current_schema() AS schema') : [];
+  return postgresSchemaStatements(tableName, functionsSchema(database.schema, asked[0]?.schema ?? null));
+}
 
 /** What the catalogs say of the lock table; reading them locks nothing. */
 async function readSchemaState(executor: PostgresExecutor, tableName: string, schema: string | undefined): Promise<PostgresSchemaState> {
@@ -203,9 +201,9 @@ async function readSchemaState(executor: PostgresExecutor, tableName: string, sc
 /**
  * Creates only what is missing. A complete table is only read: DDL would take an ACCESS EXCLUSIVE lock
  * (waiting behind every transaction on the table) and need its ownership, even with nothing to add.
+ * `schema` is the one the functions name (`functionsSchema`).
  */
-export async function ensurePostgresTable(pool: Pool, tableName: string, configuredSchema: string | undefined): Promise<void> {
-  const schema = await schemaOf(pool, configuredSchema);
+export async function ensurePostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<void> {
   const found = await readSchemaState(pool, tableName, schema);
   if (postgresSchemaComplete(found)) return;
   const { table, advisoryClass } = postgresNames(tableName, schema);
@@ -233,8 +231,7 @@ export async function ensurePostgresTable(pool: Pool, tableName: string, configu
 }
 
 /** Checks that the lock table has every column the lock operations use; resolves the longest name its `name` column holds. */
-export async function inspectPostgresTable(pool: Pool, tableName: string, configuredSchema: string | undefined): Promise<number> {
-  const schema = await schemaOf(pool, configuredSchema);
+export async function inspectPostgresTable(pool: Pool, tableName: string, schema: string | undefined): Promise<number> {
   const { columns, nameLength, sequenceUsable, queue: queueFound, queueUsable } = await readSchemaState(pool, tableName, schema);
   const { table, sequence, queue } = postgresNames(tableName, schema);
   checkTableColumns(table, columns);
