@@ -172,6 +172,9 @@ function handOverRelease(durable: boolean): string {
     set_config('synchronous_commit', CASE WHEN ${durable} AND EXISTS (SELECT FROM handed) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`;
 }
 
+/** Each design's release, built once. */
+const RELEASES: Record<Design, string> = { A: RELEASE_A, B: handOverRelease(true), C: handOverRelease(false) };
+
 /** What an attempt found: the lock held (its fencing token), or the caller's place in the queue. */
 export interface Attempt {
   token: string | null;
@@ -199,13 +202,11 @@ export class DesignLock {
 
   async release(name: string, owner: string): Promise<void> {
     const values = [name, owner, channelOf(this.design), wakeAll(name)];
-    const { rows } = handsOver(this.design)
-      ? await this.client.query({
-          name: `design-${this.design.toLowerCase()}-release`,
-          text: handOverRelease(this.design === 'B'),
-          values: [...values, LEASE_SECONDS],
-        })
-      : await this.client.query({ name: 'design-a-release', text: RELEASE_A, values });
+    const { rows } = await this.client.query({
+      name: `design-${this.design.toLowerCase()}-release`,
+      text: RELEASES[this.design],
+      values: handsOver(this.design) ? [...values, LEASE_SECONDS] : values,
+    });
     if (rows[0]?.released !== 1) throw new Error(`Design ${this.design} found ${name} not held by ${owner} at its release.`);
   }
 }
