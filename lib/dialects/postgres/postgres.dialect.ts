@@ -228,8 +228,8 @@ export class PostgresDialect implements LockDialect {
   }
 
   async release(request: ReleaseRequest): Promise<boolean> {
-    const { rows } = await this.run(this.pool, 'release', [request.name, request.owner, this.notifyChannel]);
-    const [{ released, next }] = rows;
+    // A release that hands the lock over locks two places, as a renewal of an app's places may too, in its own order.
+    const [{ released, next }] = (await retryDeadlocks(() => this.run(this.pool, 'release', [request.name, request.owner, this.notifyChannel]))).rows;
     // Waiters of this process hear at once, without the round trip of the notice.
     if (released > 0 && next !== null) this.queue.deliver(next);
     else if (released > 0) this.waiters.wake(request.name);
